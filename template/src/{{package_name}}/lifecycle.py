@@ -1,0 +1,47 @@
+"""Process lifecycle: startup state and the drain period after SIGTERM.
+
+On SIGTERM the service first drains: readiness answers 503 so the load balancer stops sending
+traffic, while requests keep being served. After `SHUTDOWN_DRAIN_SECONDS` uvicorn's own
+graceful shutdown runs: it stops accepting connections, lets in-flight requests finish (up
+to `GRACEFUL_SHUTDOWN_TIMEOUT`), then the lifespan closes every resource and the process
+exits 0. A second SIGTERM, or SIGINT (Ctrl+C), skips the drain.
+"""
+
+import asyncio
+import signal
+import threading
+from dataclasses import dataclass
+from types import FrameType
+
+import structlog
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass
+class Lifecycle:
+    started: bool = False
+    draining: bool = False
+
+    def drain_on_sigterm(self, seconds: float) -> None:
+        """Wrap the server's SIGTERM handler so that a drain period comes first.
+
+        Signal handlers belong to the main thread: an app run elsewhere (a test client's
+        thread) keeps the server's handling as it is.
+        """
+        if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+        if not callable(previous):
+            return
+        loop = asyncio.get_running_loop()
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            if self.draining:
+                previous(signum, frame)
+                return
+            self.draining = True
+            logger.info("shutdown.draining", seconds=seconds)
+            loop.call_soon_threadsafe(loop.call_later, seconds, previous, signum, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)

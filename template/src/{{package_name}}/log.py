@@ -1,0 +1,90 @@
+"""Structured logging: JSON lines in production, readable lines in a terminal.
+
+structlog renders the service's own events; the standard library's loggers (uvicorn,
+SQLAlchemy, Alembic) go through the same processors, so every line has one shape and carries
+the request id bound by the request-context middleware.
+"""
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import orjson
+import structlog
+from structlog.typing import Processor
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def _json_text(data: Any, **_: Any) -> str:
+    return orjson.dumps(data, default=str).decode()
+
+
+def _stdout() -> TextIO:
+    # The process's own standard output (file descriptor 1): loggers keep a reference to
+    # their stream, and `sys.stdout` may be swapped after they were made.
+    return sys.__stdout__ or sys.stdout
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Configure structlog and the standard library's logging once per process."""
+    numeric_level = _LEVELS[level]
+    stream = _stdout()
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    stdlib_renderer: Processor
+    if log_format == "json":
+        # Structured tracebacks without local variables: locals may hold secrets.
+        tracebacks = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+        processors: list[Processor] = [
+            *shared,
+            tracebacks,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ]
+        logger_factory: Any = structlog.BytesLoggerFactory(stream.buffer)
+        stdlib_renderer = structlog.processors.JSONRenderer(serializer=_json_text)
+        stdlib_chain: list[Processor] = [tracebacks]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        processors = [*shared, renderer]
+        logger_factory = structlog.PrintLoggerFactory(stream)
+        stdlib_renderer = renderer
+        stdlib_chain = []
+
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=logger_factory,
+        cache_logger_on_first_use=False,
+    )
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *stdlib_chain,
+                stdlib_renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    # The request-context middleware writes the access log; uvicorn's would duplicate it.
+    logging.getLogger("uvicorn.access").disabled = True

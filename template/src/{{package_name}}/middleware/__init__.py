@@ -1,0 +1,1 @@
+"""Pure ASGI middleware: each layer wraps `send` or `receive` only where it must."""

@@ -1,0 +1,100 @@
+"""Request context: request id, access log, security headers and the last-resort error handler.
+
+One pure ASGI layer does all four so that a request pays for a single `send` wrapper. It is
+the outermost layer: every response, error responses included, carries `X-Request-ID` and
+the security headers, and every request produces exactly one access-log line.
+"""
+
+import re
+from time import perf_counter
+from typing import Any
+from uuid import uuid4
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..problems import send_problem
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_UNHANDLED_DETAIL = "An unexpected error occurred; quote the request id when reporting it"
+
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+
+
+def security_headers(*, hsts: bool) -> list[tuple[bytes, bytes]]:
+    """Headers for an API; a response that sets one of them itself keeps its own value."""
+    headers = [
+        (b"content-security-policy", API_CSP),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-resource-policy", b"same-origin"),
+        (b"cache-control", b"no-store"),
+    ]
+    if hsts:
+        headers.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
+    return headers
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:
+        self.app = app
+        self.headers = headers
+        self.header_names = frozenset(name for name, _ in headers)
+        # A concrete logger, bound once: the lazy proxy would rebuild it on every request.
+        self.logger = structlog.get_logger("access").bind()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                if _REQUEST_ID.fullmatch(value):
+                    request_id = value.decode("ascii")
+                break
+        if not request_id:
+            request_id = uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        started = perf_counter()
+        status = 500
+        response_started = False
+        extra = [(b"x-request-id", request_id.encode("ascii")), *self.headers]
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                if any(name in self.header_names for name, _ in headers):
+                    own = {name for name, _ in headers}
+                    headers.extend(item for item in extra if item[0] not in own)
+                else:
+                    headers.extend(extra)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        except Exception:
+            self.logger.exception("unhandled_exception", method=scope["method"], path=scope["path"])
+            if not response_started:
+                await send_problem(send_with_context, 500, _UNHANDLED_DETAIL, request_id)
+        finally:
+            route: Any = scope.get("route")
+            client = scope.get("client")
+            self.logger.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                route=getattr(route, "path", None),
+                status=status,
+                duration_ms=round((perf_counter() - started) * 1000, 3),
+                client=client[0] if client else None,
+            )
+            structlog.contextvars.reset_contextvars(**tokens)
