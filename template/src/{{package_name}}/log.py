@@ -1,8 +1,8 @@
 """Structured logging: JSON lines in production, readable lines in a terminal.
 
-structlog renders the service's own events; the standard library's loggers (uvicorn,
-SQLAlchemy, Alembic) go through the same processors, so every line has one shape and carries
-the request id bound by the request-context middleware.
+structlog renders the service's own events; the standard library's loggers (uvicorn and the
+libraries) go through the same processors, so every line has one shape and carries the
+request id bound by the request-context middleware.
 """
 
 import logging

@@ -1,0 +1,314 @@
+"""Each declared variant: rendered cleanly, lint- and type-clean, its own tests pass, and it
+boots as a real process that answers over HTTP and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Project
+from harness import Service, run, serving
+
+pytestmark = pytest.mark.variant
+
+TEXT_SUFFIXES = {".py", ".toml", ".md", ".ini", ".yml", ".yaml", ".js", ".mako", ".example", ".cfg", ""}
+# Words that only the named database choice may leave in a generated project.
+TRACES = {
+    "none": ("database", "sqlalchemy", "alembic", "aiosqlite", "asyncpg", "sqlite", "postgres", "items"),
+    "sqlite": ("asyncpg", "postgres", "pool_size"),
+    "postgresql": ("aiosqlite", "sqlite"),
+}
+
+
+def project_files(root: Path) -> list[Path]:
+    skip = {".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__", "data"}
+    return [
+        path
+        for path in root.rglob("*")
+        if path.is_file()
+        and not skip.intersection(path.relative_to(root).parts)
+        and path.name not in {"uv.lock", ".env"}
+    ]
+
+
+def read_texts(root: Path) -> dict[Path, str]:
+    texts = {}
+    for path in project_files(root):
+        if path.suffix in TEXT_SUFFIXES or path.name.startswith("."):
+            texts[path] = path.read_text(encoding="utf-8")
+    return texts
+
+
+class TestRendering:
+    def test_no_template_leftovers(self, project: Project) -> None:
+        leftovers = [
+            f"{path.relative_to(project.path)}: {marker}"
+            for path, text in read_texts(project.path).items()
+            for marker in ("{{", "{%", "{#", "%}", "}}")
+            if marker in text and not path.name.endswith(".mako")
+        ]
+        names = [p for p in project.path.rglob("*") if "{" in p.name or p.name.endswith(".jinja")]
+        assert leftovers == []
+        assert names == []
+
+    def test_unchosen_options_leave_no_trace(self, project: Project) -> None:
+        words = TRACES[project["database"]]
+        found = [
+            f"{path.relative_to(project.path)}: {word}"
+            for path, text in read_texts(project.path).items()
+            if path.name != ".copier-answers.yml"
+            for word in words
+            if re.search(rf"\b{word}", text, re.IGNORECASE)
+        ]
+        assert found == []
+
+    def test_secrets_stay_out_of_git_and_answers(self, project: Project) -> None:
+        env_file = project.path / ".env"
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+        example = (project.path / ".env.example").read_text()
+        assert env_file.read_text().splitlines() == example.splitlines()
+        subprocess.run(["git", "init", "-q"], cwd=project.path, check=True)
+        ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=project.path)
+        assert ignored.returncode == 0, ".env must be git-ignored"
+        kept = subprocess.run(["git", "check-ignore", "-q", ".env.example"], cwd=project.path)
+        assert kept.returncode == 1, ".env.example must be committed"
+
+    def test_env_example_lists_every_setting(self, project: Project) -> None:
+        listed = {
+            line.split("=", 1)[0]
+            for line in (project.path / ".env.example").read_text().splitlines()
+            if line and not line.startswith("#")
+        }
+        code = (
+            "from {p}.settings import Settings;"
+            "print(' '.join(sorted(n.upper() for n in Settings.model_fields)))"
+        ).format(p=project.package)
+        result = run(project.path, "python", "-c", code)
+        assert result.returncode == 0, result.stderr
+        assert listed == set(result.stdout.split())
+
+
+class TestQuality:
+    def test_ruff_format_leaves_it_unchanged(self, project: Project) -> None:
+        result = run(project.path, "ruff", "format", "--check", "--diff", ".")
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_ruff_check(self, project: Project) -> None:
+        result = run(project.path, "ruff", "check", "--output-format", "concise", ".")
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_mypy_strict(self, project: Project) -> None:
+        result = run(project.path, "mypy", timeout=900)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Success: no issues found" in result.stdout
+
+    def test_own_test_suite_passes(self, project: Project, database_env: dict[str, str]) -> None:
+        result = run(project.path, "pytest", "-q", "-p", "no:cacheprovider", env=database_env, timeout=900)
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+        assert re.search(r"\d+ passed", result.stdout)
+        assert "skipped" not in result.stdout.splitlines()[-1]
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "Traceback" not in response.text
+    return body
+
+
+def raw_request(port: int, head: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(head)
+    return sock
+
+
+def read_response(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+        if b"\r\n\r\n" in data:
+            head, _, body = data.partition(b"\r\n\r\n")
+            match = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+            if match and len(body) >= int(match.group(1)):
+                break
+    return data
+
+
+BOOT_ENV = {"MAX_REQUEST_BODY_BYTES": "1000", "SHUTDOWN_DRAIN_SECONDS": "1.5"}
+
+
+class TestBoot:
+    def test_probes_over_http(self, project: Project, database_env: dict[str, str]) -> None:
+        with serving(project.path, project.slug, {**database_env, **BOOT_ENV}) as service:
+            check_probes(service, project)
+            if project["database"] != "none":
+                check_items(service)
+            code = service.stop(signal.SIGTERM)
+        assert code == 0, service.output
+        assert "Traceback" not in service.output
+
+    def test_sigterm_drains_then_finishes_the_in_flight_request(
+        self, project: Project, database_env: dict[str, str]
+    ) -> None:
+        with serving(project.path, project.slug, {**database_env, **BOOT_ENV}) as service:
+            slow = SlowRequest(service, project)
+            slow.start()
+            slow.in_flight.wait(10)
+            time.sleep(0.3)
+            assert slow.outcome is None, "the slow request finished before SIGTERM"
+            sent_at = time.monotonic()
+            assert service.process is not None
+            service.process.send_signal(signal.SIGTERM)
+            time.sleep(0.4)
+            # Draining: still serving, but no longer ready.
+            draining = httpx.get(f"{service.url}/health/ready", timeout=5)
+            assert_problem(draining, 503)
+            assert draining.json()["detail"] == "The service is shutting down"
+            assert httpx.get(f"{service.url}/health/live", timeout=5).status_code == 200
+            slow.join(30)
+            code = service.process.wait(60)
+            elapsed = time.monotonic() - sent_at
+        assert slow.outcome is not None and slow.outcome.startswith(slow.expected), slow.outcome
+        assert code == 0, service.output
+        events = [line.get("event") for line in service.logs()]
+        assert "shutdown.draining" in events
+        assert events.index("shutdown.draining") < events.index("shutdown.complete")
+        if project["database"] != "none":
+            assert events.index("database.closed") < events.index("shutdown.complete")
+        assert elapsed >= 1.5, "the drain period was skipped"
+
+
+class SlowRequest(threading.Thread):
+    """A request that is still being transferred when SIGTERM arrives.
+
+    With a database it uploads an item body slowly; without one it downloads the Swagger UI
+    bundle through a small receive window, so the server's response waits on the client.
+    """
+
+    def __init__(self, service: Service, project: Project) -> None:
+        super().__init__(daemon=True)
+        self.service = service
+        self.upload = project["database"] != "none"
+        self.expected = "HTTP/1.1 201" if self.upload else "HTTP/1.1 200"
+        self.in_flight = threading.Event()
+        self.outcome: str | None = None
+
+    def run(self) -> None:
+        try:
+            self.outcome = self._upload() if self.upload else self._download()
+        except Exception as error:  # reported through the outcome
+            self.outcome = f"error: {error!r}"
+
+    def _upload(self) -> str:
+        body = b'{"name": "written during shutdown", "description": "' + b"x" * 200 + b'"}'
+        head = (
+            f"POST /api/v1/items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        sock = raw_request(self.service.port, head)
+        with sock:
+            for start in range(0, len(body), 20):
+                sock.sendall(body[start : start + 20])
+                self.in_flight.set()
+                time.sleep(0.25)
+            return read_response(sock).decode(errors="replace")
+
+    def _download(self) -> str:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", self.service.port))
+        with sock:
+            sock.sendall(
+                b"GET /docs-assets/vendor/swagger-ui-bundle.js HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            received = b""
+            while chunk := sock.recv(4096):
+                received += chunk
+                self.in_flight.set()
+                time.sleep(0.004)
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+            status = head.split(b"\r\n", 1)[0].decode()
+            return status if len(body) == length else f"{status} (truncated {len(body)}/{length})"
+
+
+def check_probes(service: Service, project: Project) -> None:
+    base = service.url
+    live = httpx.get(f"{base}/health/live")
+    assert live.status_code == 200 and live.json() == {"status": "ok"}
+    assert re.fullmatch(r"[0-9a-f]{32}", live.headers["x-request-id"])
+    assert live.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert live.headers["x-content-type-options"] == "nosniff"
+    assert live.headers["cache-control"] == "no-store"
+    assert "server" not in live.headers
+
+    ready = httpx.get(f"{base}/health/ready").json()
+    assert ready["status"] == "ok"
+    if project["database"] != "none":
+        assert ready["checks"]["database"]["status"] == "ok"
+    assert httpx.get(f"{base}/health/startup").json() == {"status": "ok"}
+
+    kept = httpx.get(f"{base}/health/live", headers={"X-Request-ID": "probe-1234"})
+    assert kept.headers["x-request-id"] == "probe-1234"
+
+    missing = assert_problem(httpx.get(f"{base}/no/such/path"), 404)
+    assert missing["title"] == "Not Found"
+
+    too_large = httpx.post(f"{base}/health/live", content=b"x" * 5000)
+    assert "1000 bytes" in str(assert_problem(too_large, 413)["detail"])
+
+    access = [line for line in service.logs() if line.get("request_id") == "probe-1234" and line.get("event") == "request"]
+    assert access and access[0]["route"] == "/health/live" and access[0]["status"] == 200
+
+
+def check_items(service: Service) -> None:
+    base = f"{service.url}/api/v1/items"
+    created = httpx.post(base, json={"name": "booted", "description": "over a real socket"})
+    assert created.status_code == 201, created.text
+    item = created.json()
+    url = f"{service.url}{created.headers['location']}"
+    assert httpx.get(url, headers={"X-Request-ID": "item-read-1"}).json() == item
+    assert httpx.patch(url, json={"name": "renamed"}).json()["name"] == "renamed"
+    listing = httpx.get(base, params={"limit": 100}).json()
+    assert item["id"] in [entry["id"] for entry in listing["items"]]
+    errors = assert_problem(httpx.post(base, json={"name": ""}), 422)["errors"]
+    assert errors and errors[0]["loc"] == ["body", "name"]  # type: ignore[index]
+    assert httpx.delete(url).status_code == 204
+    assert_problem(httpx.get(url), 404)
+
+    # The access log names the route template, not the raw path.
+    read = [line for line in service.logs() if line.get("request_id") == "item-read-1" and line.get("event") == "request"]
+    assert read and read[0]["route"] == "/api/v1/items/{item_id}"
+
+    # A chunked body is refused as soon as it crosses the limit, before it is all sent.
+    sock = raw_request(
+        service.port,
+        b"POST /api/v1/items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
+    )
+    with sock:
+        for _ in range(3):
+            sock.sendall(b"1f4\r\n" + b"y" * 500 + b"\r\n")
+        # The terminating chunk is never sent: the answer must come anyway.
+        response = read_response(sock)
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert b"application/problem+json" in response
