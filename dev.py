@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Entry point of the template's own development: needs only Python 3.11+ and git.
+
+    python3 dev.py demo     generate the default service into ./my-service and boot it
+    python3 dev.py test     run the whole test suite (extra arguments go to pytest)
+    python3 dev.py bench    run the benchmarks under bench/
+
+The first run creates .venv with the pinned tools (uv, copier, pytest, ruff, mypy, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+UV_VERSION = "0.13.9"
+DEMO = ROOT / "my-service"
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def call(*args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None) -> int:
+    return subprocess.call([str(arg) for arg in args], cwd=cwd, env=env)
+
+
+def check(*args: str | Path, cwd: Path = ROOT) -> None:
+    code = call(*args, cwd=cwd)
+    if code != 0:
+        sys.exit(f"dev.py: {' '.join(map(str, args))} failed with exit status {code}")
+
+
+def bootstrap() -> None:
+    """Create .venv with uv, then let uv install the locked dev dependencies into it."""
+    if sys.version_info < (3, 11):
+        sys.exit("dev.py: Python 3.11 or newer is needed")
+    if shutil.which("git") is None:
+        sys.exit("dev.py: git is needed (copier reads the template from this repository)")
+    if not (BIN / "uv").exists():
+        say("creating .venv and installing uv")
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        check(BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"uv=={UV_VERSION}")
+    say("syncing the template's dev dependencies (uv.lock)")
+    check(BIN / "uv", "sync", "--frozen", "--quiet", "--python", BIN / "python")
+
+
+def demo() -> int:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from harness import find_python, render  # noqa: E402 (needs the venv's packages)
+
+    if DEMO.exists():
+        say(f"{DEMO.name} exists: booting it as it is (delete it to generate it again)")
+    else:
+        say(f"generating the default service into ./{DEMO.name}")
+        render(DEMO, {})
+    say("installing it with uv")
+    check(BIN / "uv", "sync", "--quiet", "--python", find_python("3.12"), cwd=DEMO)
+    check(DEMO / ".venv" / "bin" / "my-service", "migrate", cwd=DEMO)
+    say("serving on http://127.0.0.1:8000 (docs: /docs); Ctrl+C stops it")
+    return call(DEMO / ".venv" / "bin" / "my-service", "serve", cwd=DEMO)
+
+
+def test(extra: list[str]) -> int:
+    say("running the test suite")
+    args = ["-n", "2", "--dist", "loadgroup", *extra] if not any(a.startswith("-n") for a in extra) else extra
+    code = call(BIN / "pytest", *args)
+    if code == 5:
+        print("dev.py: pytest collected no tests: that is a failure", file=sys.stderr)
+        return 1
+    return code
+
+
+def bench(extra: list[str]) -> int:
+    code = call(BIN / "python", ROOT / "bench" / "render_time.py", *extra)
+    return code or call(BIN / "python", ROOT / "bench" / "throughput.py", *extra)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test", "bench"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    os.chdir(ROOT)
+    bootstrap()
+    if argv[0] == "demo":
+        return demo()
+    if argv[0] == "bench":
+        return bench(argv[1:])
+    return test(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
