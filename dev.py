@@ -40,21 +40,29 @@ def check(*args: str | Path, cwd: Path = ROOT) -> None:
 
 def bootstrap() -> None:
     """Create .venv with uv, then let uv install the locked dev dependencies into it."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (a clear message for older interpreters)
         sys.exit("dev.py: Python 3.11 or newer is needed")
     if shutil.which("git") is None:
         sys.exit("dev.py: git is needed (copier reads the template from this repository)")
     if not (BIN / "uv").exists():
         say("creating .venv and installing uv")
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-        check(BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"uv=={UV_VERSION}")
+        check(
+            BIN / "python",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"uv=={UV_VERSION}",
+        )
     say("syncing the template's dev dependencies (uv.lock)")
     check(BIN / "uv", "sync", "--frozen", "--quiet", "--python", BIN / "python")
 
 
 def demo() -> int:
     sys.path.insert(0, str(ROOT / "tests"))
-    from harness import find_python, render  # noqa: E402 (needs the venv's packages)
+    from harness import find_python, render
 
     if DEMO.exists():
         say(f"{DEMO.name} exists: booting it as it is (delete it to generate it again)")
@@ -70,7 +78,11 @@ def demo() -> int:
 
 def test(extra: list[str]) -> int:
     say("running the test suite")
-    args = ["-n", "2", "--dist", "loadgroup", *extra] if not any(a.startswith("-n") for a in extra) else extra
+    args = (
+        ["-n", "2", "--dist", "loadgroup", *extra]
+        if not any(a.startswith("-n") for a in extra)
+        else extra
+    )
     code = call(BIN / "pytest", *args)
     if code == 5:
         print("dev.py: pytest collected no tests: that is a failure", file=sys.stderr)

@@ -95,7 +95,10 @@ def database_env(
         yield env
         return
     admin = request.getfixturevalue("postgres_admin")
-    with fresh_database(admin, project.variant.id) as url, fresh_database(admin, f"{project.variant.id}-t") as test_url:
+    with (
+        fresh_database(admin, project.variant.id) as url,
+        fresh_database(admin, f"{project.variant.id}-t") as test_url,
+    ):
         env = {"DATABASE_URL": url, "TEST_DATABASE_URL": test_url}
         migrate(project, env)
         yield env

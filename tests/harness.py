@@ -50,7 +50,9 @@ def choices(question: str) -> list[str]:
     return list(spec.values()) if isinstance(spec, dict) else list(spec)
 
 
-def render(dest: Path, answers: Mapping[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+def render(
+    dest: Path, answers: Mapping[str, str], *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """`copier copy` this template with `answers` and defaults for the rest."""
     command = [tool("copier"), "copy", "--trust", "--defaults", "--quiet"]
     for key, value in answers.items():
@@ -59,14 +61,22 @@ def render(dest: Path, answers: Mapping[str, str], *, check: bool = True) -> sub
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     if check and result.returncode != 0:
-        raise AssertionError(f"copier failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"copier failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
 def find_python(version: str) -> str:
     """An interpreter for `version`: on PATH, in pyenv, or let uv find or fetch one."""
-    for candidate in (shutil.which(f"python{version}"), *sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))):
-        if candidate and subprocess.run([str(candidate), "--version"], capture_output=True).returncode == 0:
+    for candidate in (
+        shutil.which(f"python{version}"),
+        *sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}")),
+    ):
+        if (
+            candidate
+            and subprocess.run([str(candidate), "--version"], capture_output=True).returncode == 0
+        ):
             return str(candidate)
     return version
 
@@ -91,12 +101,21 @@ def install(project: Path, python_version: str) -> None:
         raise AssertionError(f"uv sync failed in {project}:\n{result.stdout}\n{result.stderr}")
 
 
-def run(project: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run(
+    project: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run a command from the project's own virtual environment."""
     executable = project / ".venv" / "bin" / args[0]
     full_env = {**uv_env(), **(env or {})}
     full_env["PATH"] = f"{project / '.venv' / 'bin'}{os.pathsep}{full_env.get('PATH', '')}"
-    return subprocess.run([str(executable), *args[1:]], cwd=project, capture_output=True, text=True, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [str(executable), *args[1:]],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:
@@ -136,7 +155,9 @@ class Service:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"service exited with {self.process.returncode}:\n{self.output}")
+                raise AssertionError(
+                    f"service exited with {self.process.returncode}:\n{self.output}"
+                )
             try:
                 if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
                     return
@@ -173,7 +194,9 @@ class Service:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-            raise AssertionError(f"service ignored signal {sig} for {timeout}s:\n{self.output}") from None
+            raise AssertionError(
+                f"service ignored signal {sig} for {timeout}s:\n{self.output}"
+            ) from None
         if self._reader:
             self._reader.join(timeout=5)
         return code
@@ -195,10 +218,17 @@ def service_env(extra: Mapping[str, str] | None = None, *, port: int) -> dict[st
 
 
 @contextmanager
-def serving(project: Path, slug: str, extra_env: Mapping[str, str] | None = None) -> Iterator[Service]:
+def serving(
+    project: Path, slug: str, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Service]:
     """Boot `<slug> serve` on a free port; SIGKILL it on the way out if still running."""
     port = free_port()
-    service = Service(project, [str(project / ".venv" / "bin" / slug), "serve"], service_env(extra_env, port=port), port)
+    service = Service(
+        project,
+        [str(project / ".venv" / "bin" / slug), "serve"],
+        service_env(extra_env, port=port),
+        port,
+    )
     service.start()
     try:
         yield service

@@ -76,14 +76,31 @@ def private_postgres() -> Iterator[str]:
     try:
         init = subprocess.run(
             [*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if init.returncode != 0:
             raise Unavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
         options = f"-p {port} -k {sockets} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
         start = subprocess.run(
-            [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "-t", "60", "start"],
-            capture_output=True, text=True, timeout=120,
+            [
+                *prefix,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(base / "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if start.returncode != 0:
             log = (base / "log").read_text() if (base / "log").exists() else ""
@@ -91,7 +108,11 @@ def private_postgres() -> Iterator[str]:
         try:
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:
-            subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=120)
+            subprocess.run(
+                [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                timeout=120,
+            )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

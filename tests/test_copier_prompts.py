@@ -20,6 +20,7 @@ Answers given with `--data` are covered by test_copier_questions.py.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -90,6 +91,11 @@ class Terminal:
     def output(self) -> str:
         return strip_ansi(self.raw.decode("utf-8", errors="replace"))
 
+    @property
+    def transcript(self) -> str:
+        """The cleaned output for failure messages, without the toolbar's blank screen lines."""
+        return re.sub(r"(?:[ \t]*\r?\n){3,}", "\n\n", self.output)
+
     def _remaining(self, timeout: float) -> float:
         return max(0.0, min(timeout, self.deadline - time.monotonic()))
 
@@ -125,7 +131,7 @@ class Terminal:
                 return seen
             if self.eof or time.monotonic() >= end:
                 state = "the process ended" if self.eof else f"timed out after {timeout:.0f}s"
-                pytest.fail(f"{state} waiting for {text!r}; output so far:\n{self.output}")
+                pytest.fail(f"{state} waiting for {text!r}; output so far:\n{self.transcript}")
             self._read(min(0.1, max(0.0, end - time.monotonic())))
 
     def expect_absent(self, text: str, seconds: float) -> None:
@@ -134,7 +140,7 @@ class Terminal:
         while time.monotonic() < end and not self.eof:
             self._read(min(0.1, max(0.0, end - time.monotonic())))
         if text in self.output[self.position :]:
-            pytest.fail(f"{text!r} appeared unexpectedly; output so far:\n{self.output}")
+            pytest.fail(f"{text!r} appeared unexpectedly; output so far:\n{self.transcript}")
 
     # -- input ------------------------------------------------------------------------------
 
@@ -156,15 +162,13 @@ class Terminal:
         try:
             return self.process.wait(timeout=self._remaining(OVERALL_TIMEOUT))
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the process did not exit within {OVERALL_TIMEOUT:.0f}s:\n{self.output}")
+            pytest.fail(f"the process did not exit in {OVERALL_TIMEOUT:.0f}s:\n{self.transcript}")
 
     def close(self) -> None:
         """Kill the process group if it still runs, reap the child, close the terminal."""
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process.wait()
         os.close(self.master)
 
@@ -242,14 +246,14 @@ def test_typed_invalid_answer_is_refused_and_asked_again(tmp_path: Path, case: C
             # Refused: the next question is not asked and copier keeps waiting at this one.
             following = questions[index + 1][1] if index + 1 < len(questions) else "Copying from"
             term.expect_absent(following, seconds=1.0)
-            assert term.alive(), f"copier exited after the invalid answer:\n{term.output}"
+            assert term.alive(), f"copier exited after the invalid answer:\n{term.transcript}"
             assert not (dest / ".copier-answers.yml").exists()
 
             # Correct it in the same prompt; Ctrl-U clears what was typed.
             term.send(CLEAR_LINE + case.good + ENTER)
 
         code = term.wait()
-        output = term.output
+        output = term.transcript
     finally:
         term.close()
 

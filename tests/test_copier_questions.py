@@ -37,8 +37,12 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize(("question", "answer", "message"), REFUSED, ids=[f"{q}={a[:12]}" for q, a, _ in REFUSED])
-def test_invalid_answer_is_refused(tmp_path: Path, question: str, answer: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("question", "answer", "message"), REFUSED, ids=[f"{q}={a[:12]}" for q, a, _ in REFUSED]
+)
+def test_invalid_answer_is_refused(
+    tmp_path: Path, question: str, answer: str, message: str
+) -> None:
     dest = tmp_path / "out"
     result = render(dest, {question: answer}, check=False)
     assert result.returncode != 0
@@ -80,7 +84,9 @@ def test_copy_task_is_idempotent_and_keeps_an_existing_env(tmp_path: Path) -> No
     render(dest, {"database": "none"})
     (dest / ".env").write_text("APP_ENV=development\nMY_OWN=1\n")
     hook = Path(__file__).resolve().parents[1] / "hooks" / "write_env.py"
-    result = subprocess.run([sys.executable, str(hook), "SOME_SECRET"], cwd=dest, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(hook), "SOME_SECRET"], cwd=dest, capture_output=True, text=True
+    )
     assert result.returncode == 0
     assert "left unchanged" in result.stdout
     assert (dest / ".env").read_text() == "APP_ENV=development\nMY_OWN=1\n"

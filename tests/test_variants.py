@@ -19,11 +19,32 @@ from harness import Service, run, serving
 
 pytestmark = pytest.mark.variant
 
-TEXT_SUFFIXES = {".py", ".toml", ".md", ".ini", ".yml", ".yaml", ".js", ".mako", ".example", ".cfg", ""}
+TEXT_SUFFIXES = {
+    ".py",
+    ".toml",
+    ".md",
+    ".ini",
+    ".yml",
+    ".yaml",
+    ".js",
+    ".mako",
+    ".example",
+    ".cfg",
+    "",
+}
 # Patterns that only another database choice may leave in a generated project
 # (case-insensitive unless the pattern has a capital letter).
 TRACES = {
-    "none": ("database", "sqlalchemy", "alembic", "sqlite", "postgres", "asyncpg", "/items", r"\bItem"),
+    "none": (
+        "database",
+        "sqlalchemy",
+        "alembic",
+        "sqlite",
+        "postgres",
+        "asyncpg",
+        "/items",
+        r"\bItem",
+    ),
     "sqlite": ("asyncpg", "postgres", "pool_size"),
     "postgresql": ("aiosqlite", "sqlite"),
 }
@@ -89,9 +110,9 @@ class TestRendering:
             if line and not line.startswith("#")
         }
         code = (
-            "from {p}.settings import Settings;"
+            f"from {project.package}.settings import Settings;"
             "print(' '.join(sorted(n.upper() for n in Settings.model_fields)))"
-        ).format(p=project.package)
+        )
         result = run(project.path, "python", "-c", code)
         assert result.returncode == 0, result.stderr
         assert listed == set(result.stdout.split())
@@ -112,7 +133,9 @@ class TestQuality:
         assert "Success: no issues found" in result.stdout
 
     def test_own_test_suite_passes(self, project: Project, database_env: dict[str, str]) -> None:
-        result = run(project.path, "pytest", "-q", "-p", "no:cacheprovider", env=database_env, timeout=900)
+        result = run(
+            project.path, "pytest", "-q", "-p", "no:cacheprovider", env=database_env, timeout=900
+        )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
         assert re.search(r"\d+ passed", result.stdout)
         assert "skipped" not in result.stdout.splitlines()[-1]
@@ -168,7 +191,9 @@ class TestBoot:
     def test_sigterm_drains_then_finishes_the_in_flight_request(
         self, project: Project, database_env: dict[str, str]
     ) -> None:
-        with serving(project.path, project.slug, {**database_env, **BOOT_ENV}) as service:
+        env = {**database_env, **BOOT_ENV, "TRUSTED_PROXIES": "127.0.0.1"}
+        with serving(project.path, project.slug, env) as service:
+            assert client_seen(service, forwarded_for="203.0.113.9") == "203.0.113.9"
             slow = SlowRequest(service, project)
             slow.start()
             slow.in_flight.wait(10)
@@ -277,8 +302,28 @@ def check_probes(service: Service, project: Project) -> None:
     too_large = httpx.post(f"{base}/health/live", content=b"x" * 5000)
     assert "1000 bytes" in str(assert_problem(too_large, 413)["detail"])
 
-    access = [line for line in service.logs() if line.get("request_id") == "probe-1234" and line.get("event") == "request"]
-    assert access and access[0]["route"] == "/health/live" and access[0]["status"] == 200
+    access = access_log(service, "probe-1234")
+    assert access["route"] == "/health/live" and access["status"] == 200
+    # X-Forwarded-For is ignored unless the peer is one of TRUSTED_PROXIES (none here).
+    assert client_seen(service, forwarded_for="203.0.113.9") == "127.0.0.1"
+
+
+def access_log(service: Service, request_id: str) -> dict[str, object]:
+    """The access-log line of one request (it is written once the response is sent)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for line in service.logs():
+            if line.get("event") == "request" and line.get("request_id") == request_id:
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no access-log line for {request_id}:\n{service.output[-3000:]}")
+
+
+def client_seen(service: Service, *, forwarded_for: str) -> object:
+    request_id = f"xff-{time.monotonic_ns()}"
+    headers = {"X-Forwarded-For": forwarded_for, "X-Request-ID": request_id}
+    assert httpx.get(f"{service.url}/health/live", headers=headers).status_code == 200
+    return access_log(service, request_id)["client"]
 
 
 def check_items(service: Service) -> None:
@@ -297,8 +342,7 @@ def check_items(service: Service) -> None:
     assert_problem(httpx.get(url), 404)
 
     # The access log names the route template, not the raw path.
-    read = [line for line in service.logs() if line.get("request_id") == "item-read-1" and line.get("event") == "request"]
-    assert read and read[0]["route"] == "/api/v1/items/{item_id}"
+    assert access_log(service, "item-read-1")["route"] == "/api/v1/items/{item_id}"
 
     # A chunked body is refused as soon as it crosses the limit, before it is all sent.
     sock = raw_request(
