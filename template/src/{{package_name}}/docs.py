@@ -1,8 +1,9 @@
 """API documentation pages served without any CDN.
 
 The Swagger UI and ReDoc bundles come from the `fastapi-offline` package and the page scripts
-from `docs_assets/`, all from this service's own origin. These two pages get a Content
-Security Policy of their own; every other response keeps the API policy `default-src 'none'`.
+from `docs_assets/`, all from this service's own origin. Each of the two pages gets the
+narrowest Content Security Policy it works under; every other response keeps the API policy
+`default-src 'none'`.
 """
 
 from html import escape
@@ -14,26 +15,23 @@ from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 ASSETS_PATH = "/docs-assets"
-DOCS_CSP = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        # Both bundles set styles at run time (ReDoc injects <style> elements).
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
-        "font-src 'self' data:",
-        "connect-src 'self'",
-        # ReDoc runs its search index in a worker created from a blob: URL.
-        "worker-src 'self' blob:",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-        "form-action 'none'",
-    ]
-)
-_PAGE_HEADERS = {"Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache"}
+_CSP_BASE = [
+    "default-src 'none'",
+    "script-src 'self'",
+    # Both bundles draw some icons from data: URLs.
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+]
+SWAGGER_CSP = "; ".join([*_CSP_BASE, "style-src 'self'"])
+# ReDoc injects <style> elements at run time and builds its search index in a worker created
+# from a blob: URL.
+REDOC_CSP = "; ".join([*_CSP_BASE, "style-src 'self' 'unsafe-inline'", "worker-src blob:"])
 
 
-def _page(title: str, head: str, body: str) -> HTMLResponse:
+def _page(title: str, head: str, body: str, csp: str) -> HTMLResponse:
     html = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -48,7 +46,7 @@ def _page(title: str, head: str, body: str) -> HTMLResponse:
 </body>
 </html>
 """
-    return HTMLResponse(html, headers=_PAGE_HEADERS)
+    return HTMLResponse(html, headers={"Content-Security-Policy": csp, "Cache-Control": "no-cache"})
 
 
 def install_docs(app: FastAPI, openapi_url: str) -> None:
@@ -68,6 +66,7 @@ def install_docs(app: FastAPI, openapi_url: str) -> None:
             f'<div id="swagger-ui" data-openapi-url="{spec}"></div>\n'
             f'<script src="{ASSETS_PATH}/vendor/swagger-ui-bundle.js"></script>\n'
             f'<script src="{ASSETS_PATH}/swagger-init.js"></script>',
+            SWAGGER_CSP,
         )
 
     @app.get("/redoc", include_in_schema=False)
@@ -78,4 +77,5 @@ def install_docs(app: FastAPI, openapi_url: str) -> None:
             f'<div id="redoc" data-openapi-url="{spec}"></div>\n'
             f'<script src="{ASSETS_PATH}/vendor/redoc.standalone.js"></script>\n'
             f'<script src="{ASSETS_PATH}/redoc-init.js"></script>',
+            REDOC_CSP,
         )
