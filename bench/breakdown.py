@@ -1,20 +1,22 @@
 """Where the generated service's per-request time goes, in process, without a network.
 
 Calls each ASGI app directly with a GET /health/live scope like uvicorn's (an uvloop event
-loop, no sockets, no HTTP parsing) and reports microseconds per request: the bare FastAPI
-app, the full generated app, the generated app with its access log filtered out, and the
-generated routes behind one middleware layer at a time. The server's own share (HTTP
-parsing, socket writes) is the same for every app and is not in these figures; see
-throughput.py for the end-to-end numbers. Log lines go to /dev/null here (fd 1 redirected),
-so the cost of a pipe to a log collector is not included either.
+loop, no sockets, no HTTP parsing) and reports, per request:
 
-Each figure is the best of `--repeat` batches of `--requests` calls, pinned to one core,
-so it is stable on a noisy machine. It asserts nothing.
+- calls: Python function calls (cProfile). Exact and the same on any machine: the figure
+  to compare layers with;
+- us: CPU time of the thread, best of `--repeat` interleaved batches. Indicative only: on a
+  shared machine it still moves by 10-20 us from run to run.
+
+Apps: the bare FastAPI app, the full generated app (also with its access log filtered and
+without docs routes), and the generated routes behind one layer at a time (ablations.py).
+Neither figure includes the server's share (HTTP parsing, header encoding, socket writes):
+instructions.py counts that end to end. Log lines go to /dev/null here. It asserts nothing.
 
 Run with the template's environment; it renders and installs the default service unless
 given one with --project:
 
-    .venv/bin/python bench/breakdown.py [--project PATH] [--requests 20000]
+    .venv/bin/python bench/breakdown.py [--project PATH] [--requests 2000] [--repeat 10]
 """
 
 from __future__ import annotations
@@ -26,16 +28,23 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+
+BARE = "bare FastAPI app (bench/bare_app.py)"
+PREFIXED = "bare app, its route in an APIRouter(prefix='/health')"
+FULL = "generated app: create_app(), LOG_FORMAT=json, development"
+NO_DOCS = "generated app, DOCS_ENABLED=false"
+QUIET = "generated app, LOG_LEVEL=warning (no access-log line)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, help="a rendered and installed default project")
-    parser.add_argument("--requests", type=int, default=20_000, help="calls per batch")
-    parser.add_argument("--repeat", type=int, default=5, help="batches per app (best is kept)")
+    parser.add_argument("--requests", type=int, default=2000, help="calls per batch")
+    parser.add_argument("--repeat", type=int, default=10, help="batches per app (best is kept)")
     parser.add_argument("--cpu", type=int, default=0, help="core to run on (default: 0)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -72,57 +81,44 @@ def drive(args: argparse.Namespace) -> int:
 
 
 def worker(args: argparse.Namespace) -> int:
-    import asyncio
+    import cProfile
+    import pstats
     import time
-    import timeit
-    import uuid
+    from importlib import import_module
 
-    import structlog
-    import uvloop
-    from fastapi import FastAPI
-    from starlette.middleware import Middleware
-    from starlette.middleware.gzip import GZipMiddleware
-
-    package = next(p.name for p in (Path.cwd() / "src").iterdir() if (p / "main.py").exists())
-    main = __import__(f"{package}.main", fromlist=["create_app"])
-    health = __import__(f"{package}.health", fromlist=["router"])
-    problems = __import__(f"{package}.problems", fromlist=["x"])
-    context = __import__(f"{package}.middleware.context", fromlist=["x"])
-    body_limit = __import__(f"{package}.middleware.body_limit", fromlist=["x"])
-    hosts = __import__(f"{package}.middleware.hosts", fromlist=["x"])
-    settings_module = __import__(f"{package}.settings", fromlist=["Settings"])
-    log = __import__(f"{package}.log", fromlist=["configure_logging"])
+    import ablations
     import bare_app
+    import uvloop
+    from fastapi import APIRouter, FastAPI
 
-    def report(line: str) -> None:
+    package = ablations._package()
+    create_app = import_module(f"{package}.main").create_app
+    settings_class = import_module(f"{package}.settings").Settings
+
+    def report(line: str = "") -> None:
         print(line, file=sys.stderr, flush=True)
 
-    def settings(**overrides: object) -> object:
-        return settings_module.Settings(**overrides)
+    def prefixed_app() -> FastAPI:
+        router = APIRouter(prefix="/health")
 
-    def routes_only(middleware: list[Middleware]) -> FastAPI:
-        app = FastAPI(middleware=middleware, docs_url=None, redoc_url=None)
-        problems.install_problem_handlers(app)
-        app.include_router(health.router)
+        @router.get("/live")
+        async def live() -> dict[str, str]:
+            return {"status": "ok"}
+
+        app = FastAPI()
+        app.include_router(router)
         return app
 
-    headers = context.security_headers(hsts=False)
-    request_headers = [
-        (b"host", b"127.0.0.1:8000"),
-        (b"user-agent", b"wrk"),
-        (b"accept", b"*/*"),
-    ]
-
-    async def receive() -> dict[str, object]:
+    async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    sent: list[int] = []
+    statuses: set[int] = set()
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
-            sent.append(message["status"])  # type: ignore[arg-type]
+            statuses.add(message["status"])
 
-    def scope() -> dict[str, object]:
+    def scope() -> dict[str, Any]:
         return {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -135,100 +131,74 @@ def worker(args: argparse.Namespace) -> int:
             "path": "/health/live",
             "raw_path": b"/health/live",
             "query_string": b"",
-            "headers": list(request_headers),
+            "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")],
             "state": {},
         }
 
-    async def batch(app: object, n: int) -> float:
-        started = time.perf_counter()
+    async def batch(app: Any, n: int) -> float:
+        # CPU time of this thread: time spent descheduled on a busy machine is not counted.
+        started = time.thread_time()
         for _ in range(n):
-            await app(scope(), receive, send)  # type: ignore[operator]
-        return time.perf_counter() - started
+            await app(scope(), receive, send)
+        return time.thread_time() - started
 
-    def measure(app: object) -> float:
-        loop = uvloop.new_event_loop()
-        try:
-            loop.run_until_complete(batch(app, 500))  # warm up: builds the middleware stack
-            sent.clear()
-            best = min(
-                loop.run_until_complete(batch(app, args.requests)) for _ in range(args.repeat)
-            )
-        finally:
-            loop.close()
-        if set(sent) != {200}:
-            raise SystemExit(f"unexpected statuses {set(sent)}")
-        return best / args.requests * 1e6
+    loop = uvloop.new_event_loop()
+    apps: dict[str, Any] = {}
 
-    def configure(level: str) -> None:
-        log.configure_logging(level, "json")
+    def add(name: str, factory: Any) -> None:
+        # Build the middleware stack now, on a first request: the access-log logger is bound
+        # then, with the logging set-up of that moment (each factory sets up its own).
+        app = factory()
+        loop.run_until_complete(batch(app, 200))
+        apps[name] = app
 
-    results: list[tuple[str, float]] = []
+    add(BARE, lambda: bare_app.app)
+    add(PREFIXED, prefixed_app)
+    layers = ablations.ablations()
+    for _, factory, label in layers:
+        add(label, factory)
+    add(FULL, lambda: create_app(settings_class()))
+    add(NO_DOCS, lambda: create_app(settings_class(docs_enabled=False)))
+    add(QUIET, lambda: create_app(settings_class(log_level="warning")))
 
-    def row(name: str, app: object) -> float:
-        value = measure(app)
-        results.append((name, value))
-        report(f"  {name:<58}{value:>8.1f} us")
-        return value
+    best = dict.fromkeys(apps, float("inf"))
+    statuses.clear()
+    for _ in range(args.repeat):  # the apps take turns, so a noisy moment hits them all
+        for name, app in apps.items():
+            best[name] = min(best[name], loop.run_until_complete(batch(app, args.requests)))
+    calls = {}
+    for name, app in apps.items():
+        profile = cProfile.Profile()
+        profile.enable()
+        loop.run_until_complete(batch(app, 1000))
+        profile.disable()
+        calls[name] = pstats.Stats(profile).total_calls / 1000  # type: ignore[attr-defined]
+    loop.close()
+    if statuses != {200}:
+        raise SystemExit(f"unexpected statuses: {sorted(statuses)}")
+    micros = {name: value / args.requests * 1e6 for name, value in best.items()}
 
-    report(f"breakdown: {args.requests} in-process calls x {args.repeat}, best batch, uvloop")
-    report("  (the server's HTTP parsing and socket writes are not included)")
-    report("")
-    configure("info")
-    bare = row("bare FastAPI app (bench/bare_app.py)", bare_app.app)
-    full = row("generated app, create_app() (LOG_FORMAT=json, dev)", main.create_app(settings()))
-    configure("warning")
-    quiet = row("generated app, access log filtered (LOG_LEVEL=warning)", main.create_app(
-        settings(log_level="warning")
-    ))  # fmt: skip
-    no_docs = row("generated app, DOCS_ENABLED=false", main.create_app(
-        settings(docs_enabled=False)
-    ))  # fmt: skip
-    configure("info")
-    base = row("generated routes + problem handlers, no middleware", routes_only([]))
-    layers = {
-        "RequestContextMiddleware (id, access log, headers)": Middleware(
-            context.RequestContextMiddleware, headers=headers
-        ),
-        "TrustedHostMiddleware (skips /health/)": Middleware(
-            hosts.TrustedHostMiddleware, allowed_hosts=["localhost", "127.0.0.1", "::1"]
-        ),
-        "BodySizeLimitMiddleware": Middleware(
-            body_limit.BodySizeLimitMiddleware, max_body_bytes=1_048_576
-        ),
-        "GZipMiddleware (no Accept-Encoding: passes through)": Middleware(
-            GZipMiddleware, minimum_size=1024
-        ),
-    }
-    deltas = {}
-    for name, layer in layers.items():
-        deltas[name] = row(f"  + {name}", routes_only([layer])) - base
+    report(f"breakdown: in-process ASGI calls, {args.repeat} x {args.requests} per app, uvloop")
+    report("  calls = Python function calls per request (cProfile: exact)")
+    report("  us = CPU us per request, best batch (indicative: noisy on a shared machine)")
+    report()
+    report(f"  {'app':<62}{'calls':>7}{'us':>8}")
+    for name in apps:
+        report(f"  {name:<62}{calls[name]:>7.0f}{micros[name]:>8.1f}")
 
-    report("")
-    report("Pieces (timeit, best of 5):")
-    logger = structlog.get_logger("access").bind()
-    pieces = {
-        "uuid4().hex": lambda: uuid.uuid4().hex,
-        "bind_contextvars + reset_contextvars": lambda: structlog.contextvars.reset_contextvars(
-            **structlog.contextvars.bind_contextvars(request_id="abc")
-        ),
-        "access-log line: logger.info(...) to /dev/null": lambda: logger.info(
-            "request", method="GET", path="/health/live", route="/health/live",
-            status=200, duration_ms=0.123, client="127.0.0.1",
-        ),  # fmt: skip
-    }
-    number = 20_000
-    for name, function in pieces.items():
-        value = min(timeit.repeat(function, number=number, repeat=5)) / number * 1e6
-        report(f"  {name:<58}{value:>8.1f} us")
+    def delta(label: str, a: str, b: str) -> None:
+        report(f"  {label:<62}{calls[a] - calls[b]:>+7.0f}{micros[a] - micros[b]:>+8.1f}")
 
-    report("")
-    report("Summary (us per request, app only):")
-    report(f"  generated - bare                       {full - bare:>7.1f}")
-    report(f"  of which the access log line           {full - quiet:>7.1f}")
-    report(f"  docs routes (DOCS_ENABLED=false saves) {full - no_docs:>7.1f}")
-    report(f"  routes + handlers, no middleware - bare{base - bare:>7.1f}")
-    for name, delta in deltas.items():
-        report(f"  {name[:38]:<38} {delta:>7.1f}")
+    routes = layers[0][2]
+    report()
+    report("Differences (calls, us per request):")
+    delta("generated app - bare app", FULL, BARE)
+    delta("  bare route moved into an APIRouter with a prefix", PREFIXED, BARE)
+    delta("  generated routes + problem handlers vs bare app", routes, BARE)
+    for _, _, label in layers[1:]:
+        delta(f"  {label}", label, routes)
+    delta("  the access-log line (LOG_LEVEL info vs warning)", FULL, QUIET)
+    delta("  the docs routes (DOCS_ENABLED unset vs false)", FULL, NO_DOCS)
     return 0
 
 

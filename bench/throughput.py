@@ -265,9 +265,8 @@ def prepare_project(stack: ExitStack, args: argparse.Namespace) -> Path:
     started = time.monotonic()
     harness.render(project, {})
     harness.install(project, python_version)
-    print(
-        f"  rendered the default answers and installed them with uv in {time.monotonic() - started:.0f}s"
-    )
+    elapsed = time.monotonic() - started
+    print(f"  rendered the default answers and installed them with uv in {elapsed:.0f}s")
     if args.keep:
         print(f"  project kept at {project}")
     return project
@@ -278,10 +277,31 @@ def project_slug(project: Path) -> str:
     return str(answers["project_slug"])
 
 
+def template_state() -> str:
+    """The template version measured: its commit, and whether template/ had local edits."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "template", "copier.yml"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "template: not a git checkout"
+    return f"template at {commit}" + (" + uncommitted changes in template/" if dirty else "")
+
+
 def library_versions(project: Path) -> str:
     code = (
-        "import importlib.metadata as m, platform;"
-        f"print('Python', platform.python_version(), *(p + ' ' + m.version(p) for p in {LIBRARIES!r}), sep=', ')"
+        "import importlib.metadata as m, platform\n"
+        f"versions = [p + ' ' + m.version(p) for p in {LIBRARIES!r}]\n"
+        "print('Python ' + platform.python_version(), *versions, sep=', ')"
     )
     python = project / ".venv" / "bin" / "python"
     return subprocess.run(
@@ -292,13 +312,21 @@ def library_versions(project: Path) -> str:
 # ---------------------------------------------------------------------------- report
 
 
+def load() -> str:
+    """The 1/5/15-minute load averages: how busy the (shared) machine was."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def report(servers: dict[str, Server], args: argparse.Namespace) -> None:
     medians = {
         name: statistics.median(s.rps for s in server.samples) for name, server in servers.items()
     }
     bare = medians["bare"]
     print()
-    header = f"{'server':<10}{'req/s':>9}{'min-max req/s':>17}{'p99 ms':>9}{'CPU us/req':>12}{'vs bare':>9}"
+    header = (
+        f"{'server':<10}{'req/s':>9}{'min-max req/s':>17}{'p99 ms':>9}"
+        f"{'CPU us/req':>12}{'vs bare':>9}"
+    )
     print(header)
     print("-" * len(header))
     for name, server in servers.items():
@@ -306,9 +334,8 @@ def report(servers: dict[str, Server], args: argparse.Namespace) -> None:
         spread = f"{min(s.rps for s in samples):.0f}-{max(s.rps for s in samples):.0f}"
         p99 = statistics.median(s.p99_ms for s in samples)
         cpu = statistics.median(s.cpu_us_per_request for s in samples)
-        print(
-            f"{name:<10}{medians[name]:>9.0f}{spread:>17}{p99:>9.2f}{cpu:>12.1f}{medians[name] / bare:>9.2f}"
-        )
+        ratio = medians[name] / bare
+        print(f"{name:<10}{medians[name]:>9.0f}{spread:>17}{p99:>9.2f}{cpu:>12.1f}{ratio:>9.2f}")
     print("-" * len(header))
     print("req/s, p99 and CPU us/req are medians over the rounds; CPU is the server process's own.")
     for name in ("hardened", "basehttp"):
@@ -330,9 +357,10 @@ def report(servers: dict[str, Server], args: argparse.Namespace) -> None:
         if server.log_lines:
             print(
                 f"  {name}: {server.log_lines} access-log lines read from its pipe for "
-                f"{server.requests_sent} requests wrk completed"
+                f"{server.requests_sent} requests wrk completed (+ probes, in-flight at stop)"
             )
     ratio = medians["hardened"] / bare
+    print(f"  load average at the end: {load()}")
     print()
     print(f"hardened/bare = {ratio:.2f} (target >= {TARGET:.2f})")
     print(f"basehttp/bare = {medians['basehttp'] / bare:.2f} (reference)")
@@ -350,10 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     # This script (and the threads that read the servers' pipes) runs beside wrk, not the servers.
     os.sched_setaffinity(0, {int(c) for c in args.client_cpu.split(",")})
 
-    print(
-        f"throughput: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {os.cpu_count()} CPUs"
-    )
+    now = datetime.datetime.now().astimezone()
+    print(f"throughput: {now:%Y-%m-%d %H:%M %Z}, {os.cpu_count()} CPUs, load {load()}")
     with ExitStack() as stack:
+        if not args.project:
+            print(f"  {template_state()}")
         project = prepare_project(stack, args)
         slug = project_slug(project)
         print(f"  {library_versions(project)}")

@@ -12,7 +12,7 @@ from time import perf_counter
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from .lifecycle import Lifecycle
@@ -20,16 +20,13 @@ from .problems import problem_response
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
-router = APIRouter(prefix="/health", tags=["health"])
 logger = structlog.get_logger(__name__)
 
 
-@router.get("/live")
 async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/startup", response_model=None)
 async def startup(request: Request) -> dict[str, str] | Response:
     lifecycle: Lifecycle = request.app.state.lifecycle
     if not lifecycle.started:
@@ -56,7 +53,6 @@ async def _run_check(check: ReadinessCheck, budget: float) -> dict[str, Any]:
     return result
 
 
-@router.get("/ready", response_model=None)
 async def ready(request: Request) -> dict[str, Any] | Response:
     state = request.app.state
     lifecycle: Lifecycle = state.lifecycle
@@ -73,3 +69,17 @@ async def ready(request: Request) -> dict[str, Any] | Response:
         detail = f"Unavailable: {', '.join(down)}"
         return problem_response(request, 503, detail, extensions={"checks": report})
     return {"status": "ok", "checks": report}
+
+
+def install_health(app: FastAPI) -> None:
+    """Add the probes to the app itself, ahead of every other route.
+
+    Probes are called all the time: registered directly, they skip the per-request route
+    resolution that an included APIRouter costs.
+    """
+    app.add_api_route("/health/live", live, methods=["GET"], tags=["health"])
+    # These two answer either a report or a problem response.
+    for name, endpoint in (("startup", startup), ("ready", ready)):
+        app.add_api_route(
+            f"/health/{name}", endpoint, methods=["GET"], tags=["health"], response_model=None
+        )

@@ -6,9 +6,9 @@ the security headers, and every request produces exactly one access-log line.
 """
 
 import re
+from secrets import token_hex
 from time import perf_counter
 from typing import Any
-from uuid import uuid4
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,7 +56,7 @@ class RequestContextMiddleware:
                     request_id = value.decode("ascii")
                 break
         if not request_id:
-            request_id = uuid4().hex
+            request_id = token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
 
