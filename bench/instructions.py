@@ -142,14 +142,11 @@ def instructions(
 def list_ablations(python: str, project: Path, env: dict[str, str]) -> dict[str, str]:
     """The factories of ablations.py for this project: {name: label}."""
     listing = subprocess.run(
-        [python, str(BENCH / "ablations.py")],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return dict(line.split("\t", 1) for line in listing.splitlines() if "\t" in line)
+        [python, str(BENCH / "ablations.py")], cwd=project, env=env, capture_output=True, text=True
+    )
+    if listing.returncode != 0:
+        raise SystemExit(f"ablations.py failed in {project}:\n{listing.stderr}")
+    return dict(line.split("\t", 1) for line in listing.stdout.splitlines() if "\t" in line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             harness.install(project, str(harness.copier_questions()["python_version"]["default"]))
         project = project.resolve()
         # A private bytecode cache: the runs must not compile anything (see above).
-        env = harness.service_env(port=0)
+        env = harness.service_env(port=8000)  # each run sets its own PORT
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.update({"PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache"), "PYTHONHASHSEED": "0"})
         python = str(project / ".venv" / "bin" / "python")

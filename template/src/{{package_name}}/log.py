@@ -78,7 +78,9 @@ def configure_logging(level: str, log_format: str) -> None:
         stdlib_renderer = structlog.processors.JSONRenderer(serializer=_json_text)
         stdlib_chain: list[Processor] = [tracebacks]
     else:
-        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
         processors = [*shared, renderer]
         logger_factory = structlog.PrintLoggerFactory(stream)
         stdlib_renderer = renderer
@@ -110,3 +112,31 @@ def configure_logging(level: str, log_format: str) -> None:
         logging.getLogger(name).propagate = True
     # The request-context middleware writes the access log; uvicorn's would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True
+
+
+class AccessLog:
+    """Writes the one access-log line of each request.
+
+    In JSON mode the line is rendered here, with the keys and formats of the structlog chain
+    (bound context, `level`, `timestamp`): it is written for every request, and this costs a
+    third of a pass through structlog. In console mode it goes through structlog.
+    """
+
+    def __init__(self, level: str, log_format: str) -> None:
+        self.enabled = _LEVELS[level] <= logging.INFO
+        self._json = log_format == "json"
+        self._stream = _stdout().buffer
+        self._timestamper = UTCTimestamper()
+        self._logger = structlog.get_logger("access")
+
+    def request(self, **fields: Any) -> None:
+        if not self.enabled:
+            return
+        if not self._json:
+            self._logger.info("request", **fields)
+            return
+        event = {**fields, "event": "request", **structlog.contextvars.get_contextvars()}
+        event["level"] = "info"
+        self._timestamper(None, "info", event)
+        self._stream.write(orjson.dumps(event, default=str) + b"\n")
+        self._stream.flush()
