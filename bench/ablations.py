@@ -39,14 +39,14 @@ def _module(name: str) -> ModuleType:
     return import_module(f"{_package()}.{name}")
 
 
-def _stack() -> list[Middleware]:
-    """The generated service's middleware, outermost first, for its default settings."""
-    settings = _module("settings").Settings()
-    return list(_module("main")._middleware(settings))
+def _stack(**settings: object) -> list[Middleware]:
+    """The generated service's middleware, outermost first, for its settings (+ overrides)."""
+    return list(_module("main")._middleware(_module("settings").Settings(**settings)))
 
 
-def _layer(name: str) -> Middleware:
-    return next(layer for layer in _stack() if layer.cls.__name__ == name)  # type: ignore[attr-defined]
+def _layer(name: str, **settings: object) -> Middleware:
+    layers = _stack(**settings)
+    return next(layer for layer in layers if layer.cls.__name__ == name)  # type: ignore[attr-defined]
 
 
 def _routes(middleware: list[Middleware], log_level: str = "info") -> FastAPI:
@@ -104,9 +104,10 @@ def headers() -> FastAPI:
 
 
 def context_quiet() -> FastAPI:
-    # The access-log logger is bound when the middleware is built (first request), with
-    # the logging set-up of that moment: "warning" filters the access-log line out.
-    return _routes([_layer("RequestContextMiddleware")], log_level="warning")
+    # LOG_LEVEL=warning filters the access-log line out, wherever the service decides it:
+    # in the settings its middleware is made with, or in the logging set-up.
+    layer = _layer("RequestContextMiddleware", log_level="warning")
+    return _routes([layer], log_level="warning")
 
 
 def all_layers() -> FastAPI:
@@ -123,10 +124,11 @@ def __getattr__(name: str) -> Factory:
 
 def ablations() -> list[tuple[str, Factory, str]]:
     """(factory name, factory, what it adds to `routes`), in the breakdown's order."""
+    count = 1 + len(_module("middleware.context").security_headers(hsts=False))
     items: list[tuple[str, Factory, str]] = [
         ("routes", routes, "generated routes + problem handlers, no middleware"),
         ("passthrough", passthrough, "+ an empty pure ASGI layer (wraps send)"),
-        ("headers", headers, "+ just the 8 response headers (id + 7 security)"),
+        ("headers", headers, f"+ just its {count} response headers (id + security)"),
         ("context_quiet", context_quiet, "+ RequestContextMiddleware, access log filtered"),
     ]
     for index, layer in enumerate(_stack()):

@@ -21,7 +21,7 @@ is a benchmark: it prints ratios measured in this one run and asserts nothing ab
 
 Run with the template's environment (it renders and installs the service with copier and uv):
 
-    .venv/bin/python bench/throughput.py [--duration 5] [--rounds 3] [--connections 32]
+    .venv/bin/python bench/throughput.py [--duration 3] [--rounds 6] [--connections 32]
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ LIBRARIES = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "structlo
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default: 5)")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run (default: 3)")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="measured rounds per server (default: 3)"
+        "--rounds", type=int, default=6, help="measured rounds per server (default: 6)"
     )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default: 32)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default: 1)")
@@ -343,7 +343,8 @@ def report(servers: dict[str, Server], args: argparse.Namespace) -> None:
             a.rps / b.rps
             for a, b in zip(servers[name].samples, servers["bare"].samples, strict=True)
         ]
-        print(f"  {name}/bare per round: {', '.join(f'{r:.2f}' for r in paired)}")
+        rounds = ", ".join(f"{r:.2f}" for r in paired)
+        print(f"  {name}/bare per round: {rounds} (median {statistics.median(paired):.2f})")
     errors = [
         f"{name}: {s.errors}"
         for name, server in servers.items()

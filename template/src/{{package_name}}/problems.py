@@ -15,21 +15,18 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Send
 
+from .log import request_id
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
-def problem_body(
-    status: int,
-    detail: str,
-    request_id: str | None,
-    extensions: Mapping[str, Any] | None = None,
-) -> bytes:
+def problem_body(status: int, detail: str, extensions: Mapping[str, Any] | None = None) -> bytes:
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
-        "request_id": request_id,
+        "request_id": request_id.get(),
     }
     if extensions:
         body.update(extensions)
@@ -44,9 +41,8 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extensions: Mapping[str, Any] | None = None,
 ) -> Response:
-    request_id = getattr(request.state, "request_id", None)
     return Response(
-        problem_body(status, detail, request_id, extensions),
+        problem_body(status, detail, extensions),
         status_code=status,
         headers=headers,
         media_type=PROBLEM_CONTENT_TYPE,
@@ -54,14 +50,10 @@ def problem_response(
 
 
 async def send_problem(
-    send: Send,
-    status: int,
-    detail: str,
-    request_id: str | None,
-    headers: Iterable[tuple[bytes, bytes]] = (),
+    send: Send, status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
     """Send a complete problem response from plain ASGI code (middleware)."""
-    body = problem_body(status, detail, request_id)
+    body = problem_body(status, detail)
     await send(
         {
             "type": "http.response.start",

@@ -30,12 +30,10 @@ class BodySizeLimitMiddleware:
             if name == b"content-length":
                 declared = int(value) if value.isdigit() else -1
                 if declared < 0 or declared > self.max_body_bytes:
-                    request_id = scope.get("state", {}).get("request_id")
                     if declared < 0:
-                        await send_problem(send, 400, "Content-Length is not a number", request_id)
+                        await send_problem(send, 400, "Content-Length is not a number")
                     else:
-                        detail = BodyTooLargeError(self.max_body_bytes).detail
-                        await send_problem(send, 413, detail, request_id)
+                        await send_problem(send, 413, BodyTooLargeError(self.max_body_bytes).detail)
                     return
                 # The server delivers exactly Content-Length bytes: nothing left to count.
                 await self.app(scope, receive, send)

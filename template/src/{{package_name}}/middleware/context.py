@@ -6,14 +6,14 @@ the security headers, and every request produces exactly one access-log line.
 """
 
 import re
-from secrets import token_hex
+from random import getrandbits
 from time import perf_counter
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..log import AccessLog
+from ..log import AccessLog, request_id
 from ..problems import send_problem
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -55,20 +55,20 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
-        request_id = ""
+        current = ""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 if _REQUEST_ID.fullmatch(value):
-                    request_id = value.decode("ascii")
+                    current = value.decode("ascii")
                 break
-        if not request_id:
-            request_id = token_hex(16)
-        scope.setdefault("state", {})["request_id"] = request_id
-        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        if not current:
+            # Unique, not secret: no need for the system's random source on every request.
+            current = f"{getrandbits(128):032x}"
+        token = request_id.set(current)
 
         started = perf_counter()
         status = 0
-        extra = [(b"x-request-id", request_id.encode("ascii")), *self.headers]
+        extra = [(b"x-request-id", current.encode("ascii")), *self.headers]
 
         async def send_with_context(message: Message) -> None:
             nonlocal status
@@ -90,7 +90,7 @@ class RequestContextMiddleware:
         except Exception:
             self.logger.exception("unhandled_exception", method=scope["method"], path=scope["path"])
             if not status:
-                await send_problem(send_with_context, 500, _UNHANDLED_DETAIL, request_id)
+                await send_problem(send_with_context, 500, _UNHANDLED_DETAIL)
         finally:
             route: Any = scope.get("route")
             client = scope.get("client")
@@ -102,4 +102,4 @@ class RequestContextMiddleware:
                 duration_ms=round((perf_counter() - started) * 1000, 3),
                 client=client[0] if client else None,
             )
-            structlog.contextvars.reset_contextvars(**tokens)
+            request_id.reset(token)

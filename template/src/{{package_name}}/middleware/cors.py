@@ -1,6 +1,5 @@
 """CORS for the origins in settings; a refused preflight answers with problem details."""
 
-import structlog
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
@@ -14,9 +13,8 @@ class ProblemCORSMiddleware(CORSMiddleware):
         if response.status_code < 400:
             return response
         detail = bytes(response.body).decode() or "CORS preflight refused"
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
         return Response(
-            problem_body(response.status_code, detail, request_id),
+            problem_body(response.status_code, detail),
             status_code=response.status_code,
             headers={k: v for k, v in response.headers.items() if k.startswith("access-control")},
             media_type=PROBLEM_CONTENT_TYPE,

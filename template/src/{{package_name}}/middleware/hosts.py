@@ -38,9 +38,7 @@ class TrustedHostMiddleware:
         if self._allowed(host):
             await self.app(scope, receive, send)
             return
-        request_id = scope.get("state", {}).get("request_id")
-        detail = "The Host header does not name this service"
         if scope["type"] == "http":
-            await send_problem(send, 400, detail, request_id)
+            await send_problem(send, 400, "The Host header does not name this service")
         else:
             await send({"type": "websocket.close", "code": 1008})
