@@ -3,7 +3,7 @@
 
     python3 dev.py demo     generate the default service into ./my-service and boot it
     python3 dev.py test     run the whole test suite (extra arguments go to pytest)
-    python3 dev.py bench    run the benchmarks under bench/
+    python3 dev.py bench    run the benchmarks under bench/ (or: bench render|throughput ARGS)
 
 The first run creates .venv with the pinned tools (uv, copier, pytest, ruff, mypy, ...).
 """
@@ -91,8 +91,14 @@ def test(extra: list[str]) -> int:
 
 
 def bench(extra: list[str]) -> int:
-    code = call(BIN / "python", ROOT / "bench" / "render_time.py", *extra)
-    return code or call(BIN / "python", ROOT / "bench" / "throughput.py", *extra)
+    scripts = {"render": "render_time.py", "throughput": "throughput.py"}
+    if extra and extra[0] in scripts:
+        return call(BIN / "python", ROOT / "bench" / scripts[extra[0]], *extra[1:])
+    for script in scripts.values():
+        code = call(BIN / "python", ROOT / "bench" / script)
+        if code:
+            return code
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -100,7 +106,10 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     os.chdir(ROOT)
-    bootstrap()
+    if Path(sys.prefix).resolve() != VENV.resolve():
+        bootstrap()
+        # Continue inside .venv, where the template's tools and libraries are installed.
+        os.execv(BIN / "python", [str(BIN / "python"), str(Path(__file__).resolve()), *argv])
     if argv[0] == "demo":
         return demo()
     if argv[0] == "bench":

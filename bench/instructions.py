@@ -6,7 +6,7 @@ throughput.py (same uvicorn settings, same interpreter) runs under `valgrind --t
 and serves exactly N requests over one keep-alive connection; the run is done twice, with N1
 and N2 requests, and (Ir(N2) - Ir(N1)) / (N2 - N1) is the user-space instructions one request
 costs: HTTP parsing, the app, the log line, the response. Start-up and shutdown cancel out.
-Kernel work (socket and pipe writes) is not counted. Two runs agree within about 1%.
+Kernel work (socket and pipe writes) is not counted. Two runs agree within 0.5%.
 
 It is slow (valgrind runs Python about 50 times slower): about 2 minutes per server, two
 servers at a time. Needs valgrind (apt-get install valgrind).

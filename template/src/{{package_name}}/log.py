@@ -57,6 +57,12 @@ class UTCTimestamper:
         return event
 
 
+def _drop_color_message(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    # uvicorn passes a second, ANSI-coloured copy of its messages as an extra.
+    event.pop("color_message", None)
+    return event
+
+
 def _json_text(data: Any, **_: Any) -> str:
     return orjson.dumps(data, default=str).decode()
 
@@ -110,7 +116,7 @@ def configure_logging(level: str, log_format: str) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 *stdlib_chain,
