@@ -31,14 +31,12 @@ import datetime
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,19 +190,9 @@ def pin(pid: int, cpu: str) -> None:
             raise RuntimeError(f"could not pin thread {task.name} of {pid} to core {cpu}")
 
 
-@contextmanager
-def own_service(project: Path, command: list[str]) -> Iterator[harness.Service]:
+def own_service(project: Path, command: list[str]) -> AbstractContextManager[harness.Service]:
     """Like harness.serving, for a command of our own (same env, pipe, readiness probe)."""
-    port = harness.free_port()
-    command = [part.replace("{port}", str(port)) for part in command]
-    service = harness.Service(project, command, harness.service_env(port=port), port)
-    service.start()
-    try:
-        yield service
-    finally:
-        if service.process and service.process.poll() is None:
-            os.killpg(service.process.pid, signal.SIGKILL)
-            service.process.wait()
+    return harness.running(project, command)
 
 
 def reference_command(project: Path, module: str, cpu: str) -> list[str]:

@@ -218,17 +218,14 @@ def service_env(extra: Mapping[str, str] | None = None, *, port: int) -> dict[st
 
 
 @contextmanager
-def serving(
-    project: Path, slug: str, extra_env: Mapping[str, str] | None = None
+def running(
+    project: Path, command: list[str], extra_env: Mapping[str, str] | None = None
 ) -> Iterator[Service]:
-    """Boot `<slug> serve` on a free port; SIGKILL it on the way out if still running."""
+    """Run `command` ("{port}" in it becomes a free port) until /health/live answers;
+    SIGKILL it on the way out if it is still running."""
     port = free_port()
-    service = Service(
-        project,
-        [str(project / ".venv" / "bin" / slug), "serve"],
-        service_env(extra_env, port=port),
-        port,
-    )
+    command = [part.replace("{port}", str(port)) for part in command]
+    service = Service(project, command, service_env(extra_env, port=port), port)
     service.start()
     try:
         yield service
@@ -236,3 +233,12 @@ def serving(
         if service.process and service.process.poll() is None:
             os.killpg(service.process.pid, signal.SIGKILL)
             service.process.wait()
+
+
+@contextmanager
+def serving(
+    project: Path, slug: str, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Service]:
+    """Boot the generated service's own `<slug> serve`."""
+    with running(project, [str(project / ".venv" / "bin" / slug), "serve"], extra_env) as service:
+        yield service
