@@ -51,13 +51,25 @@ class Project:
         return self.answers[question]
 
 
-VARIANT_PARAMS = [
-    pytest.param(variant, id=variant.id, marks=pytest.mark.xdist_group(variant.id))
-    for variant in VARIANTS
-]
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses `project` once per declared variant.
+
+    `@pytest.mark.variants(predicate)` narrows a test to the variants the predicate accepts
+    (for example `lambda v: v.has("auth", "jwt")`): a feature's tests never skip elsewhere.
+    """
+    if "project" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("variants")
+    chosen = [v for v in VARIANTS if marker is None or marker.args[0](v)]
+    assert chosen, f"{metafunc.definition.nodeid}: no variant matches its variants marker"
+    params = [
+        pytest.param(variant, id=variant.id, marks=pytest.mark.xdist_group(variant.id))
+        for variant in chosen
+    ]
+    metafunc.parametrize("project", params, indirect=True, scope="session")
 
 
-@pytest.fixture(scope="session", params=VARIANT_PARAMS)
+@pytest.fixture(scope="session")
 def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """The variant rendered by the copier CLI and installed with uv: once per session."""
     variant: Variant = request.param

@@ -46,17 +46,20 @@ def copier_questions() -> dict[str, Any]:
 
 
 def choices(question: str) -> list[str]:
+    """The values of a multiple-choice question (a choice may carry its own validator)."""
     spec = copier_questions()[question]["choices"]
-    return list(spec.values()) if isinstance(spec, dict) else list(spec)
+    values = spec.values() if isinstance(spec, dict) else spec
+    return [value["value"] if isinstance(value, dict) else value for value in values]
 
 
 def render(
-    dest: Path, answers: Mapping[str, str], *, check: bool = True
+    dest: Path, answers: Mapping[str, str | list[str]], *, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """`copier copy` this template with `answers` and defaults for the rest."""
     command = [tool("copier"), "copy", "--trust", "--defaults", "--quiet"]
     for key, value in answers.items():
-        command += ["--data", f"{key}={value}"]
+        text = f"[{', '.join(value)}]" if isinstance(value, list) else value
+        command += ["--data", f"{key}={text}"]
     command += [str(ROOT), str(dest)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)

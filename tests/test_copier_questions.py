@@ -34,6 +34,9 @@ REFUSED = [
     ("description", "x" * 201, "at most 200 characters"),
     ("python_version", "3.9", "3.9"),
     ("database", "mysql", "mysql"),
+    ("auth", "saml", "saml"),
+    ("rate_limiter", "nginx", "nginx"),
+    ("observability", "[datadog]", "'datadog' is not in"),
 ]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import VARIANT_PARAMS, Project, unavailable
+from conftest import Project, unavailable
 from harness import Service, serving
 from playwright.sync_api import (
     Browser,
@@ -29,9 +29,7 @@ from playwright.sync_api import (
 from playwright.sync_api import Error as PlaywrightError
 
 # The default variant only: in a whole-suite run it shares the session's rendered project.
-pytestmark = pytest.mark.parametrize(
-    "project", [param for param in VARIANT_PARAMS if param.id == "default"], indirect=True
-)
+pytestmark = pytest.mark.variants(lambda variant: variant.id == "default")
 
 TIMEOUT_MS = 30_000
 CHROMIUM_ARGS = [

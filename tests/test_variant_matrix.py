@@ -5,10 +5,20 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from harness import choices, copier_questions
-from variants import INTERACTING, VARIANTS
+from harness import choices, copier_questions, render
+from variants import INTERACTING, VARIANTS, option_values
 
-CHOICE_QUESTIONS = sorted(key for key, spec in copier_questions().items() if "choices" in spec)
+QUESTIONS = copier_questions()
+CHOICE_QUESTIONS = sorted(key for key, spec in QUESTIONS.items() if "choices" in spec)
+
+
+def values_of(question: str) -> list[str]:
+    """The values of a question, or "yes"/"no" for one option of a multiselect question."""
+    if ":" in question:
+        key, option = question.split(":", 1)
+        assert option in option_values(QUESTIONS[key]), question
+        return ["yes", "no"]
+    return choices(question)
 
 
 def test_variant_ids_are_unique() -> None:
@@ -17,17 +27,20 @@ def test_variant_ids_are_unique() -> None:
 
 
 def test_variants_answer_only_real_questions_with_real_values() -> None:
-    questions = copier_questions()
     for variant in VARIANTS:
         for key, value in variant.answers.items():
-            assert key in questions, f"{variant.id}: no question {key}"
-            if "choices" in questions[key]:
-                assert value in choices(key), f"{variant.id}: {key}={value} is not a choice"
+            assert key in QUESTIONS, f"{variant.id}: no question {key}"
+            if "choices" in QUESTIONS[key]:
+                given = value if isinstance(value, list) else [value]
+                assert set(given) <= set(choices(key)), f"{variant.id}: {key}={value}"
 
 
 @pytest.mark.parametrize("question", CHOICE_QUESTIONS)
 def test_every_value_is_in_a_variant(question: str) -> None:
-    covered = {variant.resolved[question] for variant in VARIANTS}
+    covered: set[str] = set()
+    for variant in VARIANTS:
+        answer = variant.resolved[question]
+        covered.update(answer if isinstance(answer, list) else [answer])
     assert set(choices(question)) <= covered, f"{question}: {set(choices(question)) - covered}"
 
 
@@ -35,6 +48,16 @@ def test_every_interacting_pair_is_in_a_variant() -> None:
     missing = []
     for first, second in INTERACTING:
         covered = {(variant.resolved[first], variant.resolved[second]) for variant in VARIANTS}
-        pairs = set(itertools.product(choices(first), choices(second)))
+        pairs = set(itertools.product(values_of(first), values_of(second)))
         missing += [f"{first}={a} x {second}={b}" for a, b in sorted(pairs - covered)]
-    assert missing == []
+    refused = {"database=none x auth=jwt", "database=none x auth=jwt_api_key"}
+    assert sorted(set(missing) - refused) == []
+
+
+def test_refused_pairs_are_really_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
+    for auth in ("jwt", "jwt_api_key"):
+        dest = tmp_path_factory.mktemp(auth) / "out"
+        result = render(dest, {"database": "none", "auth": auth}, check=False)
+        assert result.returncode != 0
+        assert "needs database=sqlite or database=postgresql" in result.stderr.splitlines()[-1]
+        assert not dest.exists() or not any(dest.iterdir())
