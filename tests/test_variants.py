@@ -32,10 +32,11 @@ TEXT_SUFFIXES = {
     ".cfg",
     "",
 }
-# Patterns that only another database choice may leave in a generated project
-# (case-insensitive unless the pattern has a capital letter).
-TRACES = {
-    "none": (
+# Patterns that only another answer may leave in a generated project, by (question, answer);
+# a multiselect option is ("question:option", "no") (case-insensitive unless the pattern has
+# a capital letter).
+TRACES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("database", "none"): (
         "database",
         "sqlalchemy",
         "alembic",
@@ -45,8 +46,8 @@ TRACES = {
         "/items",
         r"\bItem",
     ),
-    "sqlite": ("asyncpg", "postgres", "pool_size"),
-    "postgresql": ("aiosqlite", "sqlite"),
+    ("database", "sqlite"): ("asyncpg", "postgres", "pool_size"),
+    ("database", "postgresql"): ("aiosqlite", "sqlite"),
 }
 
 
@@ -82,7 +83,13 @@ class TestRendering:
         assert names == []
 
     def test_unchosen_options_leave_no_trace(self, project: Project) -> None:
-        words = TRACES[project["database"]]
+        resolved = project.variant.resolved
+        words = [
+            word
+            for (question, answer), patterns in TRACES.items()
+            if resolved[question] == answer
+            for word in patterns
+        ]
         found = [
             f"{path.relative_to(project.path)}: {word}"
             for path, text in read_texts(project.path).items()
