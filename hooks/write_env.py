@@ -4,7 +4,7 @@
 freshly generated secret. An existing `.env` is left alone, so the task is idempotent, and
 secrets never enter `.copier-answers.yml` (`.env` is git-ignored).
 
-Usage: write_env.py [SECRET_VARIABLE ...]
+Usage: write_env.py [SECRET_VARIABLE ...] (empty arguments are ignored)
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def main(argv: list[str]) -> int:
     if not example.is_file():
         print("write_env: .env.example is missing; nothing to write", file=sys.stderr)
         return 1
+    argv = [name for name in argv if name]
     content = render(example.read_text(encoding="utf-8"), argv)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
