@@ -12,7 +12,7 @@ class Identity:
     roles: frozenset[str]
 
 
-class AuthenticationFailed(Exception):
+class AuthenticationError(Exception):
     """Credentials were presented and refused; `reason` is logged, `detail` is answered."""
 
     def __init__(
