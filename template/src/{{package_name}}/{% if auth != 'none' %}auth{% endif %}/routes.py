@@ -1,4 +1,4 @@
-"""Routes of `/api/v1/auth`: `GET /me`{{ ', and logging in: `POST /token`, `/refresh`, `/logout`' if auth in ['jwt', 'jwt_api_key'] else '' }}."""
+"""`GET /api/v1/auth/me`: who the credentials of a request belong to."""
 
 from typing import Annotated
 
@@ -6,9 +6,6 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from .identity import Identity, require_identity
-{%- if auth in ["jwt", "jwt_api_key"] %}
-from .sessions import router as sessions_router
-{%- endif %}
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -25,8 +22,3 @@ async def me(identity: Annotated[Identity, Depends(require_identity)]) -> Identi
     return IdentityRead(
         subject=identity.subject, scheme=identity.scheme, roles=sorted(identity.roles)
     )
-{%- if auth in ["jwt", "jwt_api_key"] %}
-
-
-router.include_router(sessions_router)
-{%- endif %}
