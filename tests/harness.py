@@ -105,7 +105,11 @@ def install(project: Path, python_version: str) -> None:
 
 
 def run(
-    project: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 600
+    project: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command from the project's own virtual environment."""
     executable = project / ".venv" / "bin" / args[0]
@@ -114,6 +118,7 @@ def run(
     return subprocess.run(
         [str(executable), *args[1:]],
         cwd=project,
+        input=input,
         capture_output=True,
         text=True,
         env=full_env,

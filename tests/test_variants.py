@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from auth_helpers import auth_boot_env, credentials
 from conftest import Project
 from harness import Service, run, serving
 
@@ -48,6 +49,39 @@ TRACES: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     ("database", "sqlite"): ("asyncpg", "postgres", "pool_size"),
     ("database", "postgresql"): ("aiosqlite", "sqlite"),
+    ("auth", "none"): (
+        "jwt",
+        "argon2",
+        "pwdlib",
+        "api_key",
+        "X-API-Key",
+        "oidc",
+        "WWW-Authenticate",
+        r"\bauth\b",
+        "require_role",
+        "create-user",
+    ),
+    ("auth", "api_key"): (
+        "jwt",
+        "pwdlib",
+        "argon2",
+        "oidc",
+        "jwks",
+        "refresh_token",
+        "create-user",
+    ),
+    ("auth", "jwt"): ("api_key", "X-API-Key", "oidc", "jwks", r"\bhttpx\b"),
+    ("auth", "jwt_api_key"): ("oidc", "jwks", r"\bhttpx\b"),
+    ("auth", "oidc"): (
+        "pwdlib",
+        "argon2",
+        "api_key",
+        "X-API-Key",
+        "refresh_token",
+        "JWT_SECRET",
+        "create-user",
+        "multipart",
+    ),
 }
 
 
@@ -103,7 +137,19 @@ class TestRendering:
         env_file = project.path / ".env"
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         example = (project.path / ".env.example").read_text()
-        assert env_file.read_text().splitlines() == example.splitlines()
+        env_lines, example_lines = env_file.read_text().splitlines(), example.splitlines()
+        assert len(env_lines) == len(example_lines)
+        generated = {
+            line.split("=", 1)[0]: line.split("=", 1)[1]
+            for line, template in zip(env_lines, example_lines, strict=True)
+            if line != template
+        }
+        secrets = ["JWT_SECRET_KEY"] if project["auth"] in ("jwt", "jwt_api_key") else []
+        assert sorted(generated) == secrets
+        answers = (project.path / ".copier-answers.yml").read_text()
+        for value in generated.values():
+            assert len(value) >= 43
+            assert value not in answers
         subprocess.run(["git", "init", "-q"], cwd=project.path, check=True)
         ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=project.path)
         assert ignored.returncode == 0, ".env must be git-ignored"
@@ -187,10 +233,15 @@ BOOT_ENV = {"MAX_REQUEST_BODY_BYTES": "1000", "SHUTDOWN_DRAIN_SECONDS": "1.5"}
 
 class TestBoot:
     def test_probes_over_http(self, project: Project, database_env: dict[str, str]) -> None:
-        with serving(project.path, project.slug, {**database_env, **BOOT_ENV}) as service:
+        with (
+            auth_boot_env(project) as auth_env,
+            serving(
+                project.path, project.slug, {**database_env, **BOOT_ENV, **auth_env}
+            ) as service,
+        ):
             check_probes(service, project)
             if project["database"] != "none":
-                check_items(service)
+                check_items(service, credentials(project, service))
             code = service.stop(signal.SIGTERM)
         assert code == 0, service.output
         assert "Traceback" not in service.output
@@ -199,9 +250,13 @@ class TestBoot:
         self, project: Project, database_env: dict[str, str]
     ) -> None:
         env = {**database_env, **BOOT_ENV, "TRUSTED_PROXIES": "127.0.0.1"}
-        with serving(project.path, project.slug, env) as service:
+        with (
+            auth_boot_env(project) as auth_env,
+            serving(project.path, project.slug, {**env, **auth_env}) as service,
+        ):
             assert client_seen(service, forwarded_for="203.0.113.9") == "203.0.113.9"
-            slow = SlowRequest(service, project)
+            headers = credentials(project, service) if project["database"] != "none" else {}
+            slow = SlowRequest(service, project, headers)
             slow.start()
             slow.in_flight.wait(10)
             time.sleep(0.3)
@@ -235,9 +290,10 @@ class SlowRequest(threading.Thread):
     bundle through a small receive window, so the server's response waits on the client.
     """
 
-    def __init__(self, service: Service, project: Project) -> None:
+    def __init__(self, service: Service, project: Project, headers: dict[str, str]) -> None:
         super().__init__(daemon=True)
         self.service = service
+        self.headers = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         self.upload = project["database"] != "none"
         self.expected = "HTTP/1.1 201" if self.upload else "HTTP/1.1 200"
         self.in_flight = threading.Event()
@@ -253,7 +309,7 @@ class SlowRequest(threading.Thread):
         body = b'{"name": "written during shutdown", "description": "' + b"x" * 200 + b'"}'
         head = (
             f"POST /api/v1/items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            f"{self.headers}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode()
         sock = raw_request(self.service.port, head)
         with sock:
@@ -333,29 +389,37 @@ def client_seen(service: Service, *, forwarded_for: str) -> object:
     return access_log(service, request_id)["client"]
 
 
-def check_items(service: Service) -> None:
+def check_items(service: Service, headers: dict[str, str]) -> None:
+    """The example resource over HTTP, with the credentials of an admin (when auth is on)."""
     base = f"{service.url}/api/v1/items"
-    created = httpx.post(base, json={"name": "booted", "description": "over a real socket"})
+    client = httpx.Client(headers=headers)
+    if headers:
+        refused = httpx.post(base, json={"name": "anonymous"})
+        assert_problem(refused, 401)
+        assert refused.headers["www-authenticate"]
+    created = client.post(base, json={"name": "booted", "description": "over a real socket"})
     assert created.status_code == 201, created.text
     item = created.json()
     url = f"{service.url}{created.headers['location']}"
-    assert httpx.get(url, headers={"X-Request-ID": "item-read-1"}).json() == item
-    assert httpx.patch(url, json={"name": "renamed"}).json()["name"] == "renamed"
-    listing = httpx.get(base, params={"limit": 100}).json()
+    assert client.get(url, headers={"X-Request-ID": "item-read-1"}).json() == item
+    assert client.patch(url, json={"name": "renamed"}).json()["name"] == "renamed"
+    listing = client.get(base, params={"limit": 100}).json()
     assert item["id"] in [entry["id"] for entry in listing["items"]]
-    errors = assert_problem(httpx.post(base, json={"name": ""}), 422)["errors"]
+    errors = assert_problem(client.post(base, json={"name": ""}), 422)["errors"]
     assert errors and errors[0]["loc"] == ["body", "name"]  # type: ignore[index]
-    assert httpx.delete(url).status_code == 204
-    assert_problem(httpx.get(url), 404)
+    assert client.delete(url).status_code == 204
+    assert_problem(client.get(url), 404)
 
     # The access log names the route template, not the raw path.
     assert access_log(service, "item-read-1")["route"] == "/api/v1/items/{item_id}"
 
     # A chunked body is refused as soon as it crosses the limit, before it is all sent.
+    credential_lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     sock = raw_request(
         service.port,
         b"POST /api/v1/items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n",
+        + credential_lines.encode()
+        + b"Transfer-Encoding: chunked\r\n\r\n",
     )
     with sock:
         for _ in range(3):
