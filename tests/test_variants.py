@@ -48,6 +48,16 @@ TRACES: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     ("database", "sqlite"): ("asyncpg", "postgres", "pool_size"),
     ("database", "postgresql"): ("aiosqlite", "sqlite"),
+    ("rate_limiter", "none"): (
+        "limits",
+        r"rate.?limit",
+        "ratelimit",
+        "429",
+        "redis",
+        "sliding window",
+    ),
+    ("rate_limiter", "memory"): ("redis", "fail_closed", "fails open"),
+    ("rate_limiter", "redis"): ("MemoryStorage", "memory of each process"),
 }
 
 
