@@ -83,7 +83,9 @@ def test_redis_workers_share_one_exact_limit(
     with serving(project.path, project.slug, env) as service:
         statuses = burst(service, 60)
         assert service.stop() == 0, service.output
-    assert statuses == Counter({200: 20, 429: 40})
+    events = [line for line in service.logs() if str(line.get("event")).startswith("rate_limit")]
+    assert [line["event"] for line in events].count("rate_limit.opened") == 2, events
+    assert statuses == Counter({200: 20, 429: 40}), events
 
 
 class Traffic(threading.Thread):
