@@ -81,11 +81,18 @@ def test_redis_workers_share_one_exact_limit(
     env = {**database_env, "RATE_LIMIT_DEFAULT": "20/minute", "WORKERS": "2"}
     env["REDIS_URL"] = redis_url
     with serving(project.path, project.slug, env) as service:
+        wait_for_event(service, "rate_limit.opened", 2)  # both workers are serving
         statuses = burst(service, 60)
         assert service.stop() == 0, service.output
     events = [line for line in service.logs() if str(line.get("event")).startswith("rate_limit")]
-    assert [line["event"] for line in events].count("rate_limit.opened") == 2, service.output[-5000:]
     assert statuses == Counter({200: 20, 429: 40}), "\n".join(map(str, events))
+
+
+def wait_for_event(service: Service, event: str, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(1 for line in service.logs() if line.get("event") == event) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} {event}:\n{service.output}"
+        time.sleep(0.1)
 
 
 class Traffic(threading.Thread):
