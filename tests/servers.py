@@ -1,4 +1,5 @@
-"""Real PostgreSQL for the tests: the one named by DATABASE_URL, or a private one.
+"""Real PostgreSQL and Redis for the tests: the ones named by DATABASE_URL and REDIS_URL, or
+private ones.
 
 Without DATABASE_URL a private server is created from the installed binaries (initdb and
 pg_ctl) in a temporary directory, on a free port, and removed afterwards. Where neither is
@@ -10,11 +11,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -138,3 +142,73 @@ def fresh_database(admin_url: str, label: str) -> Iterator[str]:
         yield with_database(admin_url, name)
     finally:
         psql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def redis_answers(host: str, port: int) -> bool:
+    """Whether a Redis server answers PING at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server without persistence on 127.0.0.1:`port`, started and stopped at will."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise Unavailable("redis-server not found: install Redis or set REDIS_URL")
+        options = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        self.process = subprocess.Popen(
+            [binary, *options, "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not redis_answers("127.0.0.1", self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise Unavailable(f"redis-server did not start on port {self.port}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: the server is gone at once, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+
+@contextmanager
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A Redis URL: REDIS_URL when set (it must answer), else a private redis-server."""
+    given = os.environ.get("REDIS_URL")
+    if given:
+        parts = urlsplit(given)
+        if not redis_answers(parts.hostname or "127.0.0.1", parts.port or 6379):
+            raise Unavailable(f"REDIS_URL={given} does not answer PING")
+        yield given
+        return
+    with private_redis() as server:
+        yield server.url

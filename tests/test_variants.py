@@ -10,13 +10,15 @@ import stat
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from auth_helpers import auth_boot_env, credentials
-from conftest import Project
+from conftest import Project, unavailable
 from harness import Service, run, serving
+from servers import Unavailable, redis_server
 
 pytestmark = pytest.mark.variant
 
@@ -82,6 +84,16 @@ TRACES: dict[tuple[str, str], tuple[str, ...]] = {
         "create-user",
         "multipart",
     ),
+    ("rate_limiter", "none"): (
+        "limits",
+        r"rate.?limit",
+        "ratelimit",
+        "429",
+        "redis",
+        "sliding window",
+    ),
+    ("rate_limiter", "memory"): ("redis", "fail_closed", "fails open"),
+    ("rate_limiter", "redis"): ("MemoryStorage", "memory of each process"),
 }
 
 
@@ -231,13 +243,24 @@ def read_response(sock: socket.socket) -> bytes:
 BOOT_ENV = {"MAX_REQUEST_BODY_BYTES": "1000", "SHUTDOWN_DRAIN_SECONDS": "1.5"}
 
 
+@pytest.fixture(scope="session")
+def service_env(project: Project, database_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """database_env, and REDIS_URL (REDIS_URL or a private server) for the Redis limiter."""
+    if project["rate_limiter"] != "redis":
+        yield database_env
+        return
+    try:
+        with redis_server() as url:
+            yield {**database_env, "REDIS_URL": url}
+    except Unavailable as error:
+        unavailable(f"Redis: {error}")
+
+
 class TestBoot:
-    def test_probes_over_http(self, project: Project, database_env: dict[str, str]) -> None:
+    def test_probes_over_http(self, project: Project, service_env: dict[str, str]) -> None:
         with (
             auth_boot_env(project) as auth_env,
-            serving(
-                project.path, project.slug, {**database_env, **BOOT_ENV, **auth_env}
-            ) as service,
+            serving(project.path, project.slug, {**service_env, **BOOT_ENV, **auth_env}) as service,
         ):
             check_probes(service, project)
             if project["database"] != "none":
@@ -247,9 +270,9 @@ class TestBoot:
         assert "Traceback" not in service.output
 
     def test_sigterm_drains_then_finishes_the_in_flight_request(
-        self, project: Project, database_env: dict[str, str]
+        self, project: Project, service_env: dict[str, str]
     ) -> None:
-        env = {**database_env, **BOOT_ENV, "TRUSTED_PROXIES": "127.0.0.1"}
+        env = {**service_env, **BOOT_ENV, "TRUSTED_PROXIES": "127.0.0.1"}
         with (
             auth_boot_env(project) as auth_env,
             serving(project.path, project.slug, {**env, **auth_env}) as service,
@@ -354,7 +377,15 @@ def check_probes(service: Service, project: Project) -> None:
     assert ready["status"] == "ok"
     if project["database"] != "none":
         assert ready["checks"]["database"]["status"] == "ok"
+    if project["rate_limiter"] == "redis":
+        assert ready["checks"]["redis"]["status"] == "ok"
     assert httpx.get(f"{base}/health/startup").json() == {"status": "ok"}
+
+    info = httpx.get(f"{base}/api/v1/info")
+    assert info.status_code == 200 and info.json()["version"], info.text
+    limited = project["rate_limiter"] != "none"
+    assert ("ratelimit-policy" in info.headers) == limited
+    assert ("ratelimit" in live.headers) is False
 
     kept = httpx.get(f"{base}/health/live", headers={"X-Request-ID": "probe-1234"})
     assert kept.headers["x-request-id"] == "probe-1234"
