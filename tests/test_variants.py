@@ -48,6 +48,15 @@ TRACES: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     ("database", "sqlite"): ("asyncpg", "postgres", "pool_size"),
     ("database", "postgresql"): ("aiosqlite", "sqlite"),
+    ("observability:prometheus", "no"): (
+        "prometheus",
+        "/metrics",
+        "metrics_token",
+        "grafana",
+        "http_requests",
+    ),
+    ("observability:otel", "no"): ("opentelemetry", r"\botel", "trace_id", "tracing", "otlp"),
+    ("observability:sentry", "no"): ("sentry",),
 }
 
 
