@@ -37,8 +37,10 @@ def sample(text: str, name: str, **labels: str) -> float:
     wanted = sorted(f'{key}="{value}"' for key, value in labels.items())
     for line in text.splitlines():
         match = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
-        if match and match.group(1) == name and sorted((match.group(2) or "").split(",")) == (
-            wanted or [""]
+        if (
+            match
+            and match.group(1) == name
+            and sorted((match.group(2) or "").split(",")) == (wanted or [""])
         ):
             return float(match.group(3))
     return 0.0
@@ -143,9 +145,12 @@ def test_live_metrics_pass_promtool_and_a_prometheus_server_scrapes_them(
             timeout=60,
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr + exposition[:3000]
-        assert sample(
-            exposition, "http_requests_total", method="GET", route="<unmatched>", status="4xx"
-        ) == 1
+        assert (
+            sample(
+                exposition, "http_requests_total", method="GET", route="<unmatched>", status="4xx"
+            )
+            == 1
+        )
         if project["database"] != "none":
             assert sample(exposition, "db_pool_size") >= 1
 
@@ -191,16 +196,17 @@ def test_live_metrics_pass_promtool_and_a_prometheus_server_scrapes_them(
 
 
 @PROMETHEUS
-def test_two_workers_report_the_same_totals(
-    project: Project, database_env: dict[str, str]
-) -> None:
+def test_two_workers_report_the_same_totals(project: Project, database_env: dict[str, str]) -> None:
     env = {**database_env, "WORKERS": "2"}
     labels = {"method": "GET", "route": "/health/live", "status": "2xx"}
     with serving(project.path, project.slug, env) as service:
-        pids = set(re.findall(r"Started server process \[(\d+)\]", service.output))
-        wait_for(lambda: len(set(re.findall(r"Started server process \[(\d+)\]", service.output))) >= 2)
-        pids = set(re.findall(r"Started server process \[(\d+)\]", service.output))
-        assert len(pids) == 2, service.output
+
+        def workers() -> set[str]:
+            return set(re.findall(r"Started server process \[(\d+)\]", service.output))
+
+        assert len(wait_for(lambda: workers() if len(workers()) >= 2 else None)) == 2, (
+            service.output
+        )
         # Each scrape is answered by one worker, on a new connection each time.
         before = sample(httpx.get(f"{service.url}/metrics").text, "http_requests_total", **labels)
         for _ in range(40):
