@@ -276,7 +276,7 @@ def test_spans_reach_an_otlp_receiver_with_the_logged_trace_id(
         assert any("db.system" in s["attributes"] for s in in_trace), in_trace
 
 
-SENTRY_WRAPPER = '''"""The service with one extra route that fails: how an unhandled error looks to Sentry."""
+SENTRY_WRAPPER = '''"""The service plus a route that fails: an unhandled error as Sentry sees it."""
 
 from {package}.main import create_app as create_service
 
