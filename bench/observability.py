@@ -6,8 +6,10 @@ the other, interleaved rounds, medians), measured on two paths:
 
 - `GET /health/live`, the path of throughput.py: counted by the metrics middleware, but not
   traced (probes are excluded) and not sent to Sentry;
-- `GET /openapi.json` (bare FastAPI serves its own schema too): a traced route, so the
-  all-on service pays for its spans (sampled at the default ratio, 0.1) and their export.
+- `GET /openapi.json`: a traced route, so the all-on service pays for its spans (sampled
+  at the default ratio, 0.1) and their export. The generated schema is larger than bare
+  FastAPI's one-route schema, so on this path all-on is compared with default (same
+  routes, same schema): the ratio is the cost of tracing and error tracking alone.
 
 The all-on service exports its spans over OTLP/HTTP to a local sink and has `SENTRY_DSN`
 pointing at a local sink, both served by this script, so nothing is left unconfigured.
@@ -38,12 +40,16 @@ sys.path.insert(0, str(BENCH.parent / "tests"))
 import harness  # noqa: E402
 import throughput  # noqa: E402
 
-TARGETS = {"default": 0.90, "all-on": 0.70}
+TARGETS = {"default/bare": 0.90, "all-on/bare": 0.70, "all-on/default": 0.70 / 0.90}
 VARIANTS = {
     "default": {},
     "all-on": {"observability": ["prometheus", "otel", "sentry"]},
 }
 PATHS = {"live": "/health/live", "traced": "/openapi.json"}
+PAIRS = {
+    "/health/live": [("default", "bare"), ("all-on", "bare")],
+    "/openapi.json": [("all-on", "default")],
+}
 
 
 class Sink:
@@ -118,17 +124,18 @@ def measure(
         print(f"  {path} round {index + 1}/{args.rounds}: " + ", ".join(line), flush=True)
     medians = {n: statistics.median(s.rps for s in server.samples) for n, server in servers.items()}
     print(f"\n  {path}: median req/s " + ", ".join(f"{n} {v:.0f}" for n, v in medians.items()))
-    for name in ("default", "all-on"):
+    pairs = PAIRS[path]
+    for name, reference in pairs:
         paired = [
             a.rps / b.rps
-            for a, b in zip(servers[name].samples, servers["bare"].samples, strict=True)
+            for a, b in zip(servers[name].samples, servers[reference].samples, strict=True)
         ]
         rounds = ", ".join(f"{r:.2f}" for r in paired)
-        print(f"  {name}/bare per round: {rounds}")
+        print(f"  {name}/{reference} per round: {rounds}")
     errors = [f"{n}: {s.errors}" for n, sv in servers.items() for s in sv.samples if s.errors]
     if errors:
         print("  wrk reported errors: " + " | ".join(errors))
-    return {name: medians[name] / medians["bare"] for name in ("default", "all-on")}
+    return {f"{name}/{ref}": medians[name] / medians[ref] for name, ref in pairs}
 
 
 def main() -> int:
@@ -163,7 +170,7 @@ def main() -> int:
         print(f"  load average at the end: {throughput.load()}\n")
         for key, ratios in results.items():
             for name, ratio in ratios.items():
-                print(f"{name}/bare {PATHS[key]} = {ratio:.2f} (target >= {TARGETS[name]:.2f})")
+                print(f"{name} {PATHS[key]} = {ratio:.2f} (target >= {TARGETS[name]:.2f})")
     return 0
 
 
