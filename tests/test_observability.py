@@ -150,7 +150,7 @@ def test_live_metrics_pass_promtool_and_a_prometheus_server_scrapes_them(
             == 1
         )
         if project["database"] != "none":
-            assert sample(exposition, "db_pool_size") >= 1
+            assert sample(exposition, "db_pool_capacity") >= 1
 
         config = tmp_path / "prometheus.yml"
         config.write_text(
