@@ -94,6 +94,15 @@ TRACES: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     ("rate_limiter", "memory"): ("redis", "fail_closed", "fails open"),
     ("rate_limiter", "redis"): ("MemoryStorage", "memory of each process"),
+    ("observability:prometheus", "no"): (
+        "prometheus",
+        "/metrics",
+        "metrics_token",
+        "grafana",
+        "http_requests",
+    ),
+    ("observability:otel", "no"): ("opentelemetry", r"\botel", "trace_id", "tracing", "otlp"),
+    ("observability:sentry", "no"): ("sentry",),
 }
 
 
