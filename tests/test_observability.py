@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from auth_helpers import auth_boot_env, credentials
 from conftest import Project, unavailable
 from harness import free_port, run, running, serving
 
@@ -237,8 +238,14 @@ def test_spans_reach_an_otlp_receiver_with_the_logged_trace_id(
             "OTEL_BSP_SCHEDULE_DELAY": "100",
         }
         route = "/api/v1/items" if project["database"] != "none" else "/openapi.json"
-        with serving(project.path, project.slug, env) as service:
-            response = httpx.get(f"{service.url}{route}", headers={"X-Request-ID": "otlp-1"})
+        with (
+            auth_boot_env(project) as auth_env,
+            serving(project.path, project.slug, {**env, **auth_env}) as service,
+        ):
+            headers = credentials(project, service) if project["database"] != "none" else {}
+            response = httpx.get(
+                f"{service.url}{route}", headers={**headers, "X-Request-ID": "otlp-1"}
+            )
             assert response.status_code == 200, response.text
             logged = access_line(service, "otlp-1")
             assert wait_for(lambda: any(p == "/v1/traces" for p, _ in receiver.posts))

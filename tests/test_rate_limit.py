@@ -9,9 +9,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
+from auth_helpers import auth_boot_env
 from conftest import Project, unavailable
 from harness import Service, run, serving
 from servers import PrivateRedis, Unavailable, private_redis, redis_server
@@ -44,6 +46,16 @@ def forget_counts(project: Project, redis_url: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@contextmanager
+def boot(project: Project, env: dict[str, str]) -> Iterator[Service]:
+    """The variant served with `env` (and, for oidc, a local issuer so it is ready)."""
+    with (
+        auth_boot_env(project) as auth_env,
+        serving(project.path, project.slug, {**env, **auth_env}) as service,
+    ):
+        yield service
+
+
 @pytest.fixture
 def redis_url(project: Project) -> Iterator[str]:
     try:
@@ -68,7 +80,7 @@ def test_memory_admits_exactly_the_limit_under_concurrency(
     project: Project, database_env: dict[str, str]
 ) -> None:
     env = {**database_env, "RATE_LIMIT_DEFAULT": "20/minute"}
-    with serving(project.path, project.slug, env) as service:
+    with boot(project, env) as service:
         statuses = burst(service, 60)
         assert service.stop() == 0, service.output
     assert statuses == Counter({200: 20, 429: 40})
@@ -84,7 +96,7 @@ def test_redis_workers_share_one_exact_limit(
     # bytecode (PYTHONDONTWRITEBYTECODE) a loaded machine can take longer to import the app.
     compiled = run(project.path, "python", "-m", "compileall", "-q", "-j", "0", ".venv", "src")
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
-    with serving(project.path, project.slug, env) as service:
+    with boot(project, env) as service:
         wait_for_event(service, "rate_limit.opened", 2)  # both workers are serving
         statuses = burst(service, 60)
         assert service.stop() == 0, service.output
@@ -157,7 +169,7 @@ def limited(response: httpx.Response) -> bool:
 def test_redis_outage_fails_open_then_limiting_resumes(
     project: Project, database_env: dict[str, str], private: PrivateRedis
 ) -> None:
-    with serving(project.path, project.slug, outage_env(database_env, private)) as service:
+    with boot(project, outage_env(database_env, private)) as service:
         traffic = Traffic(service)
         traffic.start()
         try:
@@ -193,7 +205,7 @@ def test_redis_outage_fails_closed_with_503_when_asked(
     project: Project, database_env: dict[str, str], private: PrivateRedis
 ) -> None:
     env = {**outage_env(database_env, private), "RATE_LIMIT_FAIL_CLOSED": "true"}
-    with serving(project.path, project.slug, env) as service:
+    with boot(project, env) as service:
         traffic = Traffic(service)
         traffic.start()
         try:
@@ -213,3 +225,34 @@ def test_redis_outage_fails_closed_with_503_when_asked(
     assert set(statuses) == {200, 503}, statuses
     assert traffic.errors == []
     assert "Traceback" not in service.output
+
+
+@pytest.mark.variants(
+    lambda v: v.has("auth", "jwt", "jwt_api_key") and not v.has("rate_limiter", "none")
+)
+def test_the_sixth_bad_password_is_refused_even_from_a_new_client_port(
+    project: Project, database_env: dict[str, str]
+) -> None:
+    env = {**database_env, "RATE_LIMIT_LOGIN": "5/15 minutes"}
+    form = {"username": "mallory-target", "password": "not the password"}
+    with boot(project, env) as service:
+        statuses = []
+        for _ in range(6):
+            # A fresh client per attempt: a new connection from a new client port.
+            with httpx.Client(base_url=service.url, timeout=10) as client:
+                response = client.post("/api/v1/auth/token", data=form)
+            statuses.append(response.status_code)
+        other = httpx.post(
+            f"{service.url}/api/v1/auth/token", data={**form, "username": "someone-else"}
+        )
+        if project.variant.has("observability", "prometheus"):
+            exposition = httpx.get(f"{service.url}/metrics").text
+            assert 'rate_limit_rejections_total{limit="login"} 1.0' in exposition
+            failures = 'auth_failures_total{reason="bad_credentials",scheme="password"} 6.0'
+            assert failures in exposition, exposition
+        assert service.stop() == 0, service.output
+    assert statuses == [401] * 5 + [429], statuses
+    assert response.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(response.headers["retry-after"]) <= 900
+    assert response.headers["ratelimit-policy"] == '"login";q=5;w=900'
+    assert other.status_code == 401, "the limit is per user name: another one is not refused"
