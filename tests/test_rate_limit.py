@@ -248,7 +248,7 @@ def test_the_sixth_bad_password_is_refused_even_from_a_new_client_port(
         if project.variant.has("observability", "prometheus"):
             exposition = httpx.get(f"{service.url}/metrics").text
             assert 'rate_limit_rejections_total{limit="login"} 1.0' in exposition
-            failures = 'auth_failures_total{reason="bad_credentials",scheme="password"} 6.0'
+            failures = 'auth_failures_total{scheme="password",reason="bad_credentials"} 6.0'
             assert failures in exposition, exposition
         assert service.stop() == 0, service.output
     assert statuses == [401] * 5 + [429], statuses
