@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -234,7 +235,9 @@ def test_the_sixth_bad_password_is_refused_even_from_a_new_client_port(
     project: Project, database_env: dict[str, str]
 ) -> None:
     env = {**database_env, "RATE_LIMIT_LOGIN": "5/15 minutes"}
-    form = {"username": "mallory-target", "password": "not the password"}
+    # Fresh user names: a shared Redis may still hold counts of an earlier run.
+    run_id = uuid.uuid4().hex[:8]
+    form = {"username": f"target-{run_id}", "password": "not the password"}
     with boot(project, env) as service:
         statuses = []
         for _ in range(6):
@@ -243,12 +246,12 @@ def test_the_sixth_bad_password_is_refused_even_from_a_new_client_port(
                 response = client.post("/api/v1/auth/token", data=form)
             statuses.append(response.status_code)
         other = httpx.post(
-            f"{service.url}/api/v1/auth/token", data={**form, "username": "someone-else"}
+            f"{service.url}/api/v1/auth/token", data={**form, "username": f"other-{run_id}"}
         )
         if project.variant.has("observability", "prometheus"):
             exposition = httpx.get(f"{service.url}/metrics").text
             assert 'rate_limit_rejections_total{limit="login"} 1.0' in exposition
-            failures = 'auth_failures_total{scheme="password",reason="bad_credentials"} 6.0'
+            failures = 'auth_failures_total{reason="bad_credentials",scheme="password"} 6.0'
             assert failures in exposition, exposition
         assert service.stop() == 0, service.output
     assert statuses == [401] * 5 + [429], statuses
