@@ -54,6 +54,17 @@ def test_every_interacting_pair_is_in_a_variant() -> None:
     assert sorted(set(missing) - refused) == []
 
 
+def test_every_observability_combination_is_in_a_variant() -> None:
+    options = option_values(QUESTIONS["observability"])
+    wanted = {
+        frozenset(combination)
+        for size in range(len(options) + 1)
+        for combination in itertools.combinations(options, size)
+    }
+    covered = {frozenset(variant.resolved["observability"]) for variant in VARIANTS}
+    assert wanted - covered == set()
+
+
 def test_refused_pairs_are_really_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
     for auth in ("jwt", "jwt_api_key"):
         dest = tmp_path_factory.mktemp(auth) / "out"

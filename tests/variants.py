@@ -91,7 +91,7 @@ VARIANTS = [
     _variant("apikey-pg-sentry", "postgresql", "api_key", "none", [SENTRY], "3.11"),
     _variant("oidc-nodb-redis", "none", "oidc", "redis", [OTEL], "3.12"),
     _variant("oidc-sqlite", "sqlite", "oidc", "none", [PROM, SENTRY], "3.11"),
-    _variant("oidc-pg", "postgresql", "oidc", "memory", [], "3.13"),
+    _variant("oidc-pg-otel-sentry", "postgresql", "oidc", "memory", [OTEL, SENTRY], "3.13"),
     _variant("open-nodb-all-obs", "none", "none", "none", [PROM, OTEL, SENTRY], "3.13"),
     _variant("open-sqlite", "sqlite", "none", "memory", [], "3.11"),
     _variant("open-pg-redis", "postgresql", "none", "redis", [PROM], "3.12"),
