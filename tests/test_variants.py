@@ -198,6 +198,17 @@ class TestRendering:
         assert listed == set(result.stdout.split())
 
 
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache for every variant (and every xdist worker) of the run.
+
+    mypy checks each cached module against its file's size and hash, so a variant reuses
+    what another one already analysed (the dependencies, mostly) and rechecks the rest; its
+    cache files are replaced atomically, so workers can share the directory.
+    """
+    return tmp_path_factory.getbasetemp().parent / "mypy-cache"
+
+
 class TestQuality:
     def test_ruff_format_leaves_it_unchanged(self, project: Project) -> None:
         result = run(project.path, "ruff", "format", "--check", "--diff", ".")
@@ -207,8 +218,8 @@ class TestQuality:
         result = run(project.path, "ruff", "check", "--output-format", "concise", ".")
         assert result.returncode == 0, result.stdout + result.stderr
 
-    def test_mypy_strict(self, project: Project) -> None:
-        result = run(project.path, "mypy", timeout=900)
+    def test_mypy_strict(self, project: Project, mypy_cache: Path) -> None:
+        result = run(project.path, "mypy", "--cache-dir", str(mypy_cache), timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Success: no issues found" in result.stdout
 
