@@ -109,19 +109,7 @@ def measure(
 ) -> dict[str, float]:
     for server in servers.values():
         server.samples.clear()
-        if args.warmup:
-            throughput.run_wrk(server.service.url + path, args, args.warmup, server.pid)
-    order = list(servers)
-    for index in range(args.rounds):
-        shift = index % len(order)
-        line = []
-        for name in order[shift:] + order[:shift]:
-            server = servers[name]
-            sample = throughput.run_wrk(server.service.url + path, args, args.duration, server.pid)
-            server.samples.append(sample)
-            server.drain_log()
-            line.append(f"{name} {sample.rps:.0f}")
-        print(f"  {path} round {index + 1}/{args.rounds}: " + ", ".join(line), flush=True)
+    throughput.interleaved_rounds(servers, path, args, label=f"{path} ")
     medians = {n: statistics.median(s.rps for s in server.samples) for n, server in servers.items()}
     print(f"\n  {path}: median req/s " + ", ".join(f"{n} {v:.0f}" for n, v in medians.items()))
     pairs = PAIRS[path]

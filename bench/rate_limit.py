@@ -35,7 +35,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import harness  # noqa: E402
 import servers  # noqa: E402
-from throughput import Sample, Server, load, pin, project_slug, run_wrk, template_state  # noqa: E402
+from throughput import (  # noqa: E402
+    Sample,
+    Server,
+    interleaved_rounds,
+    load,
+    pin,
+    project_slug,
+    template_state,
+)
 
 PATH = "/api/v1/info"
 LIMITERS = ("none", "memory", "redis")
@@ -134,20 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  wrk -t{args.threads} -c{args.connections} -d{args.duration}s GET {PATH}; "
             f"services on core {args.server_cpu}, wrk and redis-server on core {args.client_cpu}"
         )
-        for server in measured.values():
-            if args.warmup:
-                run_wrk(server.service.url + PATH, args, args.warmup, server.pid)
-        order = list(measured)
-        for index in range(args.rounds):
-            shift = index % len(order)
-            line = []
-            for name in order[shift:] + order[:shift]:
-                server = measured[name]
-                sample = run_wrk(server.service.url + PATH, args, args.duration, server.pid)
-                server.samples.append(sample)
-                server.drain_log()
-                line.append(f"{name} {sample.rps:.0f}")
-            print(f"  round {index + 1}/{args.rounds}: " + ", ".join(line), flush=True)
+        interleaved_rounds(measured, PATH, args)
         report(measured)
     return 0
 

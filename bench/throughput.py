@@ -181,6 +181,27 @@ class Server:
         self.log_lines += sum(1 for line in taken if '"event":"request"' in line)
 
 
+def interleaved_rounds(
+    servers: dict[str, Server], path: str, args: argparse.Namespace, label: str = ""
+) -> None:
+    """Warm each server up, then add `args.rounds` samples to each, in rounds whose order
+    rotates so that no server is always measured first or last."""
+    if args.warmup:
+        for server in servers.values():
+            run_wrk(server.service.url + path, args, args.warmup, server.pid)
+    order = list(servers)
+    for index in range(args.rounds):
+        shift = index % len(order)
+        line = []
+        for name in order[shift:] + order[:shift]:
+            server = servers[name]
+            sample = run_wrk(server.service.url + path, args, args.duration, server.pid)
+            server.samples.append(sample)
+            server.drain_log()
+            line.append(f"{name} {sample.rps:.0f}")
+        print(f"  {label}round {index + 1}/{args.rounds}: " + ", ".join(line), flush=True)
+
+
 def pin(pid: int, cpu: str) -> None:
     """Pin every thread of `pid` to `cpu` and check that it holds."""
     subprocess.run(["taskset", "-a", "-p", "-c", cpu, str(pid)], capture_output=True, check=True)
