@@ -4,6 +4,8 @@ A declared `Content-Length` over the limit is refused at once; a chunked body wi
 counted as it arrives and refused as soon as it crosses the limit, before it is all read.
 """
 
+from collections.abc import Awaitable
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,31 +22,28 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function: a request within the limit goes on to the app's own awaitable,
+        # with no coroutine of this layer's in between.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+            return self.app(scope, receive, send)
         chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = int(value) if value.isdigit() else -1
-                if declared < 0 or declared > self.max_body_bytes:
-                    if declared < 0:
-                        await send_problem(send, 400, "Content-Length is not a number")
-                    else:
-                        await send_problem(send, 413, BodyTooLargeError(self.max_body_bytes).detail)
-                    return
+                if declared < 0:
+                    return send_problem(send, 400, "Content-Length is not a number")
+                if declared > self.max_body_bytes:
+                    return send_problem(send, 413, BodyTooLargeError(self.max_body_bytes).detail)
                 # The server delivers exactly Content-Length bytes: nothing left to count.
-                await self.app(scope, receive, send)
-                return
+                return self.app(scope, receive, send)
             if name == b"transfer-encoding":
                 chunked = True
+        if chunked:
+            return self.app(scope, self._counted(receive), send)
+        return self.app(scope, receive, send)
 
-        if not chunked:
-            await self.app(scope, receive, send)
-            return
-
+    def _counted(self, receive: Receive) -> Receive:
         limit = self.max_body_bytes
         received = 0
 
@@ -57,4 +56,4 @@ class BodySizeLimitMiddleware:
                     raise BodyTooLargeError(limit)
             return message
 
-        await self.app(scope, receive_limited, send)
+        return receive_limited
