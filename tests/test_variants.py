@@ -107,7 +107,14 @@ TRACES: dict[tuple[str, str], tuple[str, ...]] = {
         "grafana",
         "http_requests",
     ),
-    ("observability:otel", "no"): ("opentelemetry", r"\botel", "trace_id", "tracing", "otlp"),
+    ("observability:otel", "no"): (
+        "opentelemetry",
+        r"\botel",
+        "trace_id",
+        r"\.tracing\b",
+        "TracingSettings",
+        "otlp",
+    ),
     ("observability:sentry", "no"): ("sentry",),
 }
 
