@@ -182,13 +182,20 @@ class Server:
 
 
 def interleaved_rounds(
-    servers: dict[str, Server], path: str, args: argparse.Namespace, label: str = ""
+    servers: dict[str, Server],
+    path: str,
+    args: argparse.Namespace,
+    label: str = "",
+    *,
+    with_p99: bool = False,
 ) -> None:
     """Warm each server up, then add `args.rounds` samples to each, in rounds whose order
-    rotates so that no server is always measured first or last."""
+    rotates so that no server is always measured first or last. Every request wrk completes,
+    warm-up included, is counted in the server's `requests_sent`."""
     if args.warmup:
         for server in servers.values():
-            run_wrk(server.service.url + path, args, args.warmup, server.pid)
+            warm = run_wrk(server.service.url + path, args, args.warmup, server.pid)
+            server.requests_sent += warm.requests
     order = list(servers)
     for index in range(args.rounds):
         shift = index % len(order)
@@ -197,8 +204,10 @@ def interleaved_rounds(
             server = servers[name]
             sample = run_wrk(server.service.url + path, args, args.duration, server.pid)
             server.samples.append(sample)
+            server.requests_sent += sample.requests
             server.drain_log()
-            line.append(f"{name} {sample.rps:.0f}")
+            p99 = f" req/s p99 {sample.p99_ms:.2f} ms" if with_p99 else ""
+            line.append(f"{name} {sample.rps:.0f}{p99}")
         print(f"  {label}round {index + 1}/{args.rounds}: " + ", ".join(line), flush=True)
 
 
@@ -409,22 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             print(f"  {server.name:<9} pid {server.pid:<7} {server.service.url}  ({server.stdout})")
 
-        if args.warmup:
-            for server in servers.values():
-                warm = run_wrk(server.service.url + PATH, args, args.warmup, server.pid)
-                server.requests_sent += warm.requests
-        order = list(servers)
-        for round_index in range(args.rounds):
-            shift = round_index % len(order)
-            line = []
-            for name in order[shift:] + order[:shift]:
-                server = servers[name]
-                sample = run_wrk(server.service.url + PATH, args, args.duration, server.pid)
-                server.samples.append(sample)
-                server.requests_sent += sample.requests
-                server.drain_log()
-                line.append(f"{name} {sample.rps:.0f} req/s p99 {sample.p99_ms:.2f} ms")
-            print(f"  round {round_index + 1}/{args.rounds}: " + ", ".join(line), flush=True)
+        interleaved_rounds(servers, PATH, args, with_p99=True)
         time.sleep(1)  # let the pipe readers catch up before the last count
         for server in servers.values():
             server.drain_log()
