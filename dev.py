@@ -3,7 +3,10 @@
 
     python3 dev.py demo     generate the default service into ./my-service and boot it
     python3 dev.py test     run the whole test suite (extra arguments go to pytest)
-    python3 dev.py bench    run the benchmarks under bench/ (or: bench render|throughput ARGS)
+    python3 dev.py bench    run the benchmarks under bench/ (or: bench NAME ARGS, NAME one of them)
+    python3 dev.py render-all DIR
+                            render every declared variant into DIR/<variant id>, so linters,
+                            duplicate checks and readers can look at real files
 
 The first run creates .venv with the pinned tools (uv, copier, pytest, ruff, mypy, ...).
 """
@@ -101,8 +104,21 @@ def bench(extra: list[str]) -> int:
     return 0
 
 
+def render_all(extra: list[str]) -> int:
+    if len(extra) != 1:
+        print("usage: python3 dev.py render-all DIR", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(ROOT / "tests"))
+    from harness import render_variants
+
+    target = Path(extra[0]).resolve()
+    for variant_id, path in render_variants(target):
+        say(f"{variant_id}: {path}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "bench"}:
+    if not argv or argv[0] not in {"demo", "test", "bench", "render-all"}:
         print(__doc__, file=sys.stderr)
         return 2
     os.chdir(ROOT)
@@ -114,6 +130,8 @@ def main(argv: list[str]) -> int:
         return demo()
     if argv[0] == "bench":
         return bench(argv[1:])
+    if argv[0] == "render-all":
+        return render_all(argv[1:])
     return test(argv[1:])
 
 

@@ -70,6 +70,29 @@ def render(
     return result
 
 
+def render_variants(target: Path) -> Iterator[tuple[str, Path]]:
+    """Render every declared variant into `target/<variant id>` (replacing an earlier render),
+    with copy-time tasks skipped: the files are the template's, `.env` is not written."""
+    import copier
+    from variants import VARIANTS
+
+    target.mkdir(parents=True, exist_ok=True)
+    for variant in VARIANTS:
+        dest = target / variant.id
+        if dest.exists():
+            shutil.rmtree(dest)
+        copier.run_copy(
+            str(ROOT),
+            dest,
+            data=dict(variant.answers),
+            defaults=True,
+            unsafe=True,
+            quiet=True,
+            skip_tasks=True,
+        )
+        yield variant.id, dest
+
+
 def find_python(version: str) -> str:
     """An interpreter for `version`: on PATH, in pyenv, or let uv find or fetch one."""
     for candidate in (
