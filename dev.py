@@ -86,6 +86,8 @@ def test(extra: list[str]) -> int:
         if not any(a.startswith("-n") for a in extra)
         else extra
     )
+    if not any(a.startswith("--durations") for a in args):
+        args.append("--durations=10")  # the slowest ten tests, printed after the run
     code = call(BIN / "pytest", *args)
     if code == 5:
         print("dev.py: pytest collected no tests: that is a failure", file=sys.stderr)
@@ -93,15 +95,34 @@ def test(extra: list[str]) -> int:
     return code
 
 
+# Every benchmark under bench/ (bench/README.md describes each), in the order `bench` runs them.
+BENCHMARKS = {
+    "render": "render_time.py",
+    "throughput": "throughput.py",
+    "instructions": "instructions.py",
+    "rate-limit": "rate_limit.py",
+    "observability": "observability.py",
+    "breakdown": "breakdown.py",
+}
+
+
 def bench(extra: list[str]) -> int:
-    scripts = {"render": "render_time.py", "throughput": "throughput.py"}
-    if extra and extra[0] in scripts:
-        return call(BIN / "python", ROOT / "bench" / scripts[extra[0]], *extra[1:])
-    for script in scripts.values():
-        code = call(BIN / "python", ROOT / "bench" / script)
-        if code:
-            return code
-    return 0
+    if extra and extra[0] in BENCHMARKS:
+        return call(BIN / "python", ROOT / "bench" / BENCHMARKS[extra[0]], *extra[1:])
+    if extra:
+        print(
+            f"dev.py bench: no benchmark {extra[0]!r}; one of {', '.join(BENCHMARKS)}",
+            file=sys.stderr,
+        )
+        return 2
+    failed = []
+    for name, script in BENCHMARKS.items():
+        say(f"bench {name} ({script})")
+        if call(BIN / "python", ROOT / "bench" / script):
+            failed.append(name)
+    if failed:
+        print(f"dev.py bench: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def render_all(extra: list[str]) -> int:

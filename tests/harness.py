@@ -6,6 +6,7 @@ service's own console script as a separate process on a free 127.0.0.1 port.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +42,9 @@ def tool(name: str) -> str:
     return found
 
 
+@functools.cache
 def copier_questions() -> dict[str, Any]:
+    """copier.yml's questions and computed values (read once per process)."""
     data = yaml.safe_load((ROOT / "copier.yml").read_text())
     return {key: value for key, value in data.items() if not key.startswith("_")}
 
@@ -50,6 +54,15 @@ def choices(question: str) -> list[str]:
     spec = copier_questions()[question]["choices"]
     values = spec.values() if isinstance(spec, dict) else spec
     return [value["value"] if isinstance(value, dict) else value for value in values]
+
+
+def named_conditions() -> dict[str, str]:
+    """copier.yml's computed yes/no values (`has_db`, ...) and the expression of each."""
+    return {
+        key: spec["default"]
+        for key, spec in copier_questions().items()
+        if spec.get("when") is False and spec.get("type") == "bool"
+    }
 
 
 def render(
@@ -81,15 +94,18 @@ def render_variants(target: Path) -> Iterator[tuple[str, Path]]:
         dest = target / variant.id
         if dest.exists():
             shutil.rmtree(dest)
-        copier.run_copy(
-            str(ROOT),
-            dest,
-            data=dict(variant.answers),
-            defaults=True,
-            unsafe=True,
-            quiet=True,
-            skip_tasks=True,
-        )
+        with warnings.catch_warnings():
+            # Uncommitted template changes are what a reader of the renders wants to see.
+            warnings.simplefilter("ignore", copier.errors.DirtyLocalWarning)
+            copier.run_copy(
+                str(ROOT),
+                dest,
+                data=dict(variant.answers),
+                defaults=True,
+                unsafe=True,
+                quiet=True,
+                skip_tasks=True,
+            )
         yield variant.id, dest
 
 

@@ -9,10 +9,11 @@ Rules, checked by test_variant_matrix.py:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import jinja2
-from harness import copier_questions
+from harness import choices, copier_questions
 
 Answer = str | list[str]
 
@@ -22,7 +23,7 @@ class Variant:
     id: str
     answers: dict[str, Answer] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def resolved(self) -> dict[str, Any]:
         """The answers with copier.yml's defaults for every multiple-choice question.
 
@@ -39,7 +40,7 @@ class Variant:
             values[key] = default
         for key, spec in copier_questions().items():
             if spec.get("multiselect"):
-                for option in option_values(spec):
+                for option in choices(key):
                     values[f"{key}:{option}"] = "yes" if option in values[key] else "no"
         return values
 
@@ -50,12 +51,6 @@ class Variant:
         if isinstance(answer, list):
             return any(value in answer for value in values)
         return answer in values
-
-
-def option_values(spec: dict[str, Any]) -> list[str]:
-    options = spec["choices"]
-    items = options.values() if isinstance(options, dict) else options
-    return [item["value"] if isinstance(item, dict) else item for item in items]
 
 
 def _variant(

@@ -1,0 +1,75 @@
+"""Checks that need only the rendered files of every variant, not an installed project.
+
+`python3 dev.py render-all DIR` writes the same tree for readers and other tools; here it is
+rendered once per session (in process, copy-time tasks skipped).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from harness import render_variants
+
+# A run of this many meaningful lines written twice in one generated project is copy-paste.
+DUPLICATE_RUN = 8
+# Not counted: blank lines, comments, imports, lone brackets, and parameter lists (`name: Type,`
+# and the closing `) -> None:`), which repeat between any two functions with the same fixtures.
+SKIPPED_LINE = re.compile(
+    r"^(#.*|from .* import .*|import .*|[\])}:,]+|\"\"\"|pass|\.\.\.|\*?\w+: [\w.\[\], |]+,"
+    r"|\) -> .*:)?$"
+)
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return dict(render_variants(tmp_path_factory.mktemp("render-all")))
+
+
+def meaningful_lines(path: Path) -> list[tuple[int, str]]:
+    lines = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        folded = " ".join(line.split())
+        if not SKIPPED_LINE.match(folded):
+            lines.append((number, folded))
+    return lines
+
+
+def repeated_runs(root: Path) -> list[str]:
+    """Places where the same DUPLICATE_RUN meaningful lines of Python stand twice (one row
+    per run, at the run's first line)."""
+    places: dict[tuple[str, ...], list[tuple[Path, int, int]]] = defaultdict(list)
+    for path in sorted(root.rglob("*.py")):
+        lines = meaningful_lines(path)
+        for start in range(len(lines) - DUPLICATE_RUN + 1):
+            window = tuple(text for _, text in lines[start : start + DUPLICATE_RUN])
+            places[window].append((path, start, lines[start][0]))
+    repeated = {
+        (path, start) for found in places.values() if len(found) > 1 for path, start, _ in found
+    }
+    return sorted(
+        " ~ ".join(f"{path.relative_to(root)}:{line}" for path, _, line in found)
+        for found in places.values()
+        if len(found) > 1 and not all((path, start - 1) in repeated for path, start, _ in found)
+    )
+
+
+def test_repeated_runs_are_found(tmp_path: Path) -> None:
+    body = "\n".join(f"    value_{n} = compute({n}, 'x')" for n in range(DUPLICATE_RUN))
+    (tmp_path / "a.py").write_text(f"def first():\n{body}\n")
+    (tmp_path / "b.py").write_text(f"def second():\n{body}\n")
+    (tmp_path / "c.py").write_text(f"def third():\n{body.replace('x', 'y')}\n")
+    assert repeated_runs(tmp_path) == ["a.py:2 ~ b.py:2"]
+
+
+def test_every_variant_renders(rendered: dict[str, Path]) -> None:
+    from variants import VARIANTS
+
+    assert sorted(rendered) == sorted(variant.id for variant in VARIANTS)
+
+
+def test_no_copy_pasted_code_in_any_variant(rendered: dict[str, Path]) -> None:
+    found = {variant_id: repeated_runs(path) for variant_id, path in rendered.items()}
+    assert {variant_id: runs for variant_id, runs in found.items() if runs} == {}
