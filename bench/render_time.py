@@ -1,4 +1,7 @@
-"""Render time of each template variant with the real `copier copy` CLI.
+"""Render time of each template variant: the real `copier copy` CLI, and in process.
+
+In process is how the template's test suite renders (pytest-copie calls copier's `run_copy`,
+copy-time tasks included): the difference is the CLI start-up each render saves there.
 
 Each variant of tests/variants.py is rendered `--runs` times into a fresh temporary directory,
 interleaved (default, variant 2, variant 3, default, ...) so that a noisy moment on the machine
@@ -31,7 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
+
+import copier
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -64,6 +70,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def timed_render(dest: Path, answers: dict[str, str]) -> float:
     started = time.perf_counter()
     render(dest, answers)
+    elapsed = time.perf_counter() - started
+    shutil.rmtree(dest, ignore_errors=True)
+    return elapsed
+
+
+def timed_render_in_process(dest: Path, answers: dict[str, str]) -> float:
+    """The render as pytest-copie's `copie.copy(extra_answers=...)` does it."""
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_copy(
+            str(ROOT), dest, user_defaults=dict(answers), defaults=True, unsafe=True, quiet=True
+        )
     elapsed = time.perf_counter() - started
     shutil.rmtree(dest, ignore_errors=True)
     return elapsed
@@ -107,6 +126,7 @@ def measure(args: argparse.Namespace) -> int:
     print(f"  bytecode: {bytecode}")
 
     times: dict[str, list[float]] = {variant.id: [] for variant in VARIANTS}
+    in_process: dict[str, list[float]] = {variant.id: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="chf-render-bench-") as tmp:
         base = Path(tmp)
         for index in range(args.warmup):
@@ -115,26 +135,32 @@ def measure(args: argparse.Namespace) -> int:
             for variant in VARIANTS:
                 dest = base / f"{variant.id}-{run}"
                 times[variant.id].append(timed_render(dest, variant.answers))
+                in_process[variant.id].append(
+                    timed_render_in_process(base / f"{variant.id}-{run}-p", variant.answers)
+                )
             done = ", ".join(f"{v.id} {times[v.id][-1]:.2f}s" for v in VARIANTS)
             print(f"  run {run + 1}/{args.runs}: {done}", flush=True)
     startup = copier_startup(args.runs)
 
     width = max(len(variant.id) for variant in VARIANTS) + 2
     print()
-    print(f"{'variant':<{width}}{'median s':>10}{'min s':>10}{'max s':>10}")
-    print("-" * (width + 30))
+    print(f"{'variant':<{width}}{'CLI median s':>14}{'min s':>8}{'in process s':>14}{'min s':>8}")
+    print("-" * (width + 44))
     for variant in VARIANTS:
-        values = times[variant.id]
+        cli, inproc = times[variant.id], in_process[variant.id]
         print(
-            f"{variant.id:<{width}}{statistics.median(values):>10.3f}"
-            f"{min(values):>10.3f}{max(values):>10.3f}"
+            f"{variant.id:<{width}}{statistics.median(cli):>14.3f}{min(cli):>8.3f}"
+            f"{statistics.median(inproc):>14.3f}{min(inproc):>8.3f}"
         )
-    print("-" * (width + 30))
+    print("-" * (width + 44))
+    cli_total = sum(statistics.median(times[v.id]) for v in VARIANTS)
+    inproc_total = sum(statistics.median(in_process[v.id]) for v in VARIANTS)
+    print(f"{'all variants':<{width}}{cli_total:>14.3f}{'':>8}{inproc_total:>14.3f}")
+    print(f"{'(copier --version)':<{width}}{statistics.median(startup):>14.3f}{min(startup):>8.3f}")
     print(
-        f"{'(copier --version)':<{width}}{statistics.median(startup):>10.3f}"
-        f"{min(startup):>10.3f}{max(startup):>10.3f}"
+        "\nThe last row is the CLI start-up alone, included in every CLI render time above."
+        f"\nIn process / CLI for the whole matrix: {inproc_total / cli_total:.2f}"
     )
-    print("\nThe last row is the CLI start-up alone, included in every render time above.")
     return 0
 
 

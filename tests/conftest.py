@@ -1,4 +1,10 @@
-"""Fixtures of the template's test suite: rendered and installed variants, real servers."""
+"""Fixtures of the template's test suite: rendered and installed variants, real servers.
+
+Variants are rendered in process by pytest-copie's `copie_session` fixture (copier's own
+`run_copy`, copy-time tasks included), so a failed render reports copier's exception. Tests
+about what a user types (the README's commands, prompts in a pty, `--data` errors) use the
+real `copier` CLI through `harness.render`; tests/README.md lists which tests use which.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-import yaml
-from harness import IN_CI, install, render, run
+from harness import IN_CI, ROOT, install, run
+from pytest_copie.plugin import Copie
 from servers import Unavailable, fresh_database, postgres_server
 from variants import VARIANTS, Variant
 
@@ -20,6 +26,12 @@ def unavailable(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{reason} (a skip is a failure on CI)")
     pytest.skip(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-copie renders the template named by --template (default: the current directory);
+    # this suite's template is the repository it lives in, wherever pytest is started from.
+    config.option.template = str(ROOT)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
@@ -70,14 +82,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """The variant rendered by the copier CLI and installed with uv: once per session."""
+def project(request: pytest.FixtureRequest, copie_session: Copie) -> Project:
+    """The variant rendered by copier (through pytest-copie) and installed with uv: once per
+    session and xdist worker."""
     variant: Variant = request.param
-    path = tmp_path_factory.mktemp(variant.id) / "service"
-    render(path, variant.answers)
-    answers = yaml.safe_load((path / ".copier-answers.yml").read_text())
-    install(path, str(answers["python_version"]))
-    return Project(variant, path, answers)
+    result = copie_session.copy(extra_answers=dict(variant.answers))
+    if result.exception is not None or result.project_dir is None:
+        raise AssertionError(f"{variant.id}: copier failed ({result.exit_code})") from (
+            result.exception if isinstance(result.exception, Exception) else None
+        )
+    install(result.project_dir, str(result.answers["python_version"]))
+    return Project(variant, result.project_dir, result.answers)
 
 
 @pytest.fixture(scope="session")
