@@ -81,7 +81,13 @@ def timed_render_in_process(dest: Path, answers: dict[str, str]) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         copier.run_copy(
-            str(ROOT), dest, user_defaults=dict(answers), defaults=True, unsafe=True, quiet=True
+            str(ROOT),
+            dest,
+            user_defaults=dict(answers),
+            defaults=True,
+            unsafe=True,
+            quiet=True,
+            vcs_ref="HEAD",
         )
     elapsed = time.perf_counter() - started
     shutil.rmtree(dest, ignore_errors=True)

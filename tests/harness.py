@@ -68,8 +68,11 @@ def named_conditions() -> dict[str, str]:
 def render(
     dest: Path, answers: Mapping[str, str | list[str]], *, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """`copier copy` this template with `answers` and defaults for the rest."""
-    command = [tool("copier"), "copy", "--trust", "--defaults", "--quiet"]
+    """`copier copy` this template with `answers` and defaults for the rest.
+
+    The template is taken as it is in this checkout (`--vcs-ref HEAD`, uncommitted changes
+    included), not at its newest release tag."""
+    command = [tool("copier"), "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD"]
     for key, value in answers.items():
         text = f"[{', '.join(value)}]" if isinstance(value, list) else value
         command += ["--data", f"{key}={text}"]
@@ -105,6 +108,7 @@ def render_variants(target: Path) -> Iterator[tuple[str, Path]]:
                 unsafe=True,
                 quiet=True,
                 skip_tasks=True,
+                vcs_ref="HEAD",
             )
         yield variant.id, dest
 

@@ -230,7 +230,8 @@ def test_typed_invalid_answer_is_refused_and_asked_again(tmp_path: Path, case: C
     names = [name for name, _ in questions]
     assert case.question in names, f"{case.question} is not asked: {names}"
 
-    term = Terminal([tool("copier"), "copy", "--trust", str(ROOT), str(dest)], cwd=tmp_path)
+    command = [tool("copier"), "copy", "--trust", "--vcs-ref", "HEAD", str(ROOT), str(dest)]
+    term = Terminal(command, cwd=tmp_path)
     try:
         for index, (name, prompt) in enumerate(questions):
             term.expect(prompt)
