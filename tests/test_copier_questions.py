@@ -18,26 +18,34 @@ import yaml
 from harness import copier_questions, render
 
 REFUSED = [
-    ("project_slug", "My_Service", "is not a valid slug"),
-    ("project_slug", "9lives", "is not a valid slug"),
-    ("project_slug", "a" * 42, "is not a valid slug"),
-    ("project_slug", "trailing-", "no trailing or doubled hyphens"),
-    ("package_name", "class", "is a Python keyword"),
-    ("package_name", "json", "would shadow the standard-library or dependency module"),
-    ("package_name", "fastapi", "would shadow the standard-library or dependency module"),
-    ("package_name", "my-service", "is not a valid package name"),
-    ("package_name", "Service", "is not a valid package name"),
-    ("author_email", "not-an-email", "is not a valid e-mail address"),
-    ("author_email", "a@b", "is not a valid e-mail address"),
-    ("project_name", "", "must not be empty"),
-    ("project_name", 'Quote " me', "without double quotes or backslashes"),
-    ("description", "x" * 201, "at most 200 characters"),
+    ("project_slug", "My_Service", "e.g. my-service: a-z 0-9 -, 2-41"),
+    ("project_slug", "9lives", "e.g. my-service: a-z 0-9 -, 2-41"),
+    ("project_slug", "a" * 42, "e.g. my-service: a-z 0-9 -, 2-41"),
+    ("project_slug", "trailing-", "e.g. my-service: no -- or final -"),
+    ("package_name", "class", "e.g. my_service: not a keyword"),
+    ("package_name", "json", "e.g. my_service: shadows a module"),
+    ("package_name", "fastapi", "e.g. my_service: shadows a module"),
+    ("package_name", "my-service", "e.g. my_service: a-z 0-9 _ only"),
+    ("package_name", "Service", "e.g. my_service: a-z 0-9 _ only"),
+    ("author_email", "not-an-email", "e.g. team@example.com: not valid"),
+    ("author_email", "a@b", "e.g. team@example.com: not valid"),
+    ("author_name", " ", "e.g. Platform Team: it is empty"),
+    ("author_name", 'A "B"', 'e.g. Platform Team: no " or \\'),
+    ("project_name", "", "e.g. My Service: it is empty"),
+    ("project_name", "x" * 61, "e.g. My Service: 60 chars at most"),
+    ("project_name", 'Quote " me', 'e.g. My Service: one line, no " \\'),
+    ("description", "x" * 201, "e.g. Orders API: 200 chars at most"),
+    ("description", 'say "hi"', 'e.g. Orders API: no " \\ or newline'),
     ("python_version", "3.9", "3.9"),
     ("database", "mysql", "mysql"),
     ("auth", "saml", "saml"),
     ("rate_limiter", "nginx", "nginx"),
     ("observability", "[datadog]", "'datadog' is not in"),
 ]
+# Copier's prompt shows a refusal as this prefix and the message on one toolbar line; what
+# does not fit the terminal's width is cut, so every message fits 80 columns with its prefix.
+PROMPT_PREFIX = "Validation error for question '{question}': "
+COLUMNS = 80
 
 
 @pytest.mark.parametrize(
@@ -53,14 +61,18 @@ def test_invalid_answer_is_refused(
     assert message in last_line
     assert last_line.count("\n") == 0
     assert not dest.exists() or not any(dest.iterdir()), "nothing may be written"
+    if "choices" not in copier_questions()[question]:
+        shown = last_line.split(": ", 1)[1]  # after copier's "ValueError"
+        assert shown == PROMPT_PREFIX.format(question=question) + message
+        assert len(shown) < COLUMNS, f"{len(shown)} columns: {shown}"
 
 
-def test_validator_messages_are_one_line_and_say_what_to_do(tmp_path: Path) -> None:
-    result = render(tmp_path / "out", {"package_name": "class"}, check=False)
-    line = result.stderr.strip().splitlines()[-1]
-    assert line.endswith(
-        '"class" is a Python keyword: choose another package name (for example "class_service").'
-    )
+def test_refused_choice_fits_the_prompt(tmp_path: Path) -> None:
+    """A choice that needs another answer (jwt without a database) says so in one short line."""
+    result = render(tmp_path / "out", {"database": "none", "auth": "jwt"}, check=False)
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.endswith("Invalid choice for 'auth': e.g. api_key: jwt needs a database")
+    assert len(last_line.split(": ", 1)[1]) < COLUMNS
 
 
 def test_defaults_derive_slug_and_package(tmp_path: Path) -> None:
@@ -82,14 +94,34 @@ def test_reserved_names_cover_this_pythons_stdlib() -> None:
     assert {word for word in keyword.kwlist if word.islower()} == keywords
 
 
-def test_copy_task_is_idempotent_and_keeps_an_existing_env(tmp_path: Path) -> None:
+def test_env_task_adds_only_missing_secrets_and_changes_nothing_twice(tmp_path: Path) -> None:
+    """What the task does to an existing `.env` on `copier update`."""
     dest = tmp_path / "out"
     render(dest, {"database": "none"})
-    (dest / ".env").write_text("APP_ENV=development\nMY_OWN=1\n")
+    mine = "APP_ENV=development\nMY_OWN=1\n# SOME_SECRET=commented-out-does-not-count\n"
+    (dest / ".env").write_text(mine)
     hook = Path(__file__).resolve().parents[1] / "hooks" / "write_env.py"
-    result = subprocess.run(
-        [sys.executable, str(hook), "SOME_SECRET"], cwd=dest, capture_output=True, text=True
-    )
-    assert result.returncode == 0
-    assert "left unchanged" in result.stdout
-    assert (dest / ".env").read_text() == "APP_ENV=development\nMY_OWN=1\n"
+
+    def run_task() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(hook), "SOME_SECRET", "MY_OWN", ""],
+            cwd=dest,
+            capture_output=True,
+            text=True,
+        )
+
+    first = run_task()
+    assert first.returncode == 0, first.stderr
+    assert "Added SOME_SECRET to .env" in first.stdout
+    added = (dest / ".env").read_text()
+    assert added.startswith(mine), "existing lines are never changed"
+    new_lines = added.removeprefix(mine).splitlines()
+    assert new_lines[0].startswith("# Added by copier update on ")
+    name, _, value = new_lines[1].partition("=")
+    assert (name, len(value) >= 43) == ("SOME_SECRET", True)
+    assert len(new_lines) == 2
+
+    second = run_task()
+    assert second.returncode == 0
+    assert "left unchanged" in second.stdout
+    assert (dest / ".env").read_text() == added
