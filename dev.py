@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import venv
@@ -24,7 +25,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 UV_VERSION = "0.13.9"
-DEMO = ROOT / "my-service"
+# Where `demo` generates the service (DEV_DEMO_DIR overrides it, for the quickstart's test).
+DEMO = Path(os.environ.get("DEV_DEMO_DIR", ROOT / "my-service")).resolve()
 
 
 def say(message: str) -> None:
@@ -70,13 +72,33 @@ def demo() -> int:
     if DEMO.exists():
         say(f"{DEMO.name} exists: booting it as it is (delete it to generate it again)")
     else:
-        say(f"generating the default service into ./{DEMO.name}")
+        say(f"generating the default service into {DEMO}")
         render(DEMO, {})
     say("installing it with uv")
     check(BIN / "uv", "sync", "--quiet", "--python", find_python("3.12"), cwd=DEMO)
     check(DEMO / ".venv" / "bin" / "my-service", "migrate", cwd=DEMO)
-    say("serving on http://127.0.0.1:8000 (docs: /docs); Ctrl+C stops it")
-    return call(DEMO / ".venv" / "bin" / "my-service", "serve", cwd=DEMO)
+    say(
+        f"uv is at {BIN / 'uv'} (the service's README says `uv ...`: use that path, or "
+        "`pip install uv` to have it on PATH)"
+    )
+    port = os.environ.get("PORT", "8000")
+    say(f"serving on http://127.0.0.1:{port} (docs: /docs); Ctrl+C stops it")
+    return serve_until_stopped([str(DEMO / ".venv" / "bin" / "my-service"), "serve"], DEMO)
+
+
+def serve_until_stopped(command: list[str], cwd: Path) -> int:
+    """Run the server in the foreground; SIGTERM or SIGINT to this script stops it too, so no
+    server is left running on the port after the demo ends."""
+    server = subprocess.Popen(command, cwd=cwd)
+
+    def forward(signum: int, _frame: object) -> None:
+        if server.poll() is None:
+            server.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)
+    return server.wait()
 
 
 def test(extra: list[str]) -> int:
