@@ -1,0 +1,382 @@
+"""`copier update` from each earlier release to the current template, as a user runs it.
+
+The releases are listed in releases.toml (version and commit); these tests do not need git
+tags: they copy this checkout (uncommitted changes committed there) and tag the releases, and
+the checkout itself with the next version, in the copy. Each update test then:
+
+1. copies a project at an old release (pytest-copie's `copie.copy(..., vcs_ref=...)`), commits it,
+   installs it, migrates it and stores data through its own HTTP API;
+2. makes the edits a team typically makes (a new route module and its registration, a changed
+   setting default, a README paragraph, an extra dependency) and commits them;
+3. updates to the next version (`copie.update`), then checks that the edits are all there, no
+   conflict marker is left, `.env` only gained keys, and the updated project installs, migrates,
+   passes its own tests, boots, and still serves the data stored before the update.
+
+The same-line conflict and the relative template path are tested through the `copier` CLI,
+with the commands of the README's upgrade guide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from auth_helpers import credentials
+from conftest import Project, unavailable
+from harness import ROOT, install, run, serving, tool
+from pytest_copie.plugin import Copie, Result
+from servers import Unavailable, fresh_database, redis_server
+from variants import Variant
+
+RELEASES: list[dict[str, str]] = tomllib.loads((ROOT / "releases.toml").read_text())["release"]
+NEXT: str = tomllib.loads((ROOT / "releases.toml").read_text())["next"]["version"]
+FIRST, PREVIOUS = RELEASES[0]["version"], RELEASES[-1]["version"]
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Update Test",
+    "GIT_AUTHOR_EMAIL": "update@example.com",
+    "GIT_COMMITTER_NAME": "Update Test",
+    "GIT_COMMITTER_EMAIL": "update@example.com",
+}
+ROUTE_MODULE = '''"""A route of the team's own: kept by every template update."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/v1/hello", tags=["hello"])
+
+
+@router.get("")
+async def hello() -> dict[str, str]:
+    return {"hello": "team"}
+'''
+# The generated project's own check for conflict markers (run without its conftest, uninstalled).
+CHECK = ["tests/test_repository.py"]
+README_PARAGRAPH = "Owned by the payments team; page #payments-oncall out of hours."
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
+    )
+    assert result.returncode == 0, f"git {' '.join(args)}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout as a template repository with its releases tagged, and the next version
+    tagged on the current work (uncommitted changes included)."""
+    repo = tmp_path_factory.mktemp("template") / "copier-hardened-fastapi"
+    shutil.copytree(
+        ROOT,
+        repo,
+        ignore=shutil.ignore_patterns(
+            ".venv", "my-service", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"
+        ),
+    )
+    git(repo, "add", "--all")
+    git(repo, "commit", "--allow-empty", "--no-verify", "-m", "the current work")
+    for release in RELEASES:
+        if subprocess.run(["git", "cat-file", "-e", release["commit"]], cwd=repo).returncode:
+            pytest.fail(
+                f"release {release['version']} ({release['commit']}) is not in this clone's "
+                "history: clone the repository in full (not --depth) to run the update tests"
+            )
+        git(repo, "tag", "--force", release["version"], release["commit"])
+    git(repo, "tag", "--force", NEXT, "HEAD")
+    return repo
+
+
+@dataclass
+class Scenario:
+    id: str
+    release: str
+    answers: dict[str, Any]  # at the old release
+    new_answers: dict[str, Any]  # questions the update adds (the rest take their defaults)
+
+
+ALL_ON = {"auth": "jwt", "rate_limiter": "redis", "observability": ["prometheus", "otel", "sentry"]}
+SCENARIOS = [
+    Scenario("default-from-first", FIRST, {}, {}),
+    Scenario("default-from-previous", PREVIOUS, {}, {}),
+    Scenario("pg-redis-all-obs-from-first", FIRST, {"database": "postgresql"}, ALL_ON),
+    Scenario(
+        "pg-redis-all-obs-from-previous",
+        PREVIOUS,
+        {"database": "postgresql", **ALL_ON, "python_version": "3.11"},
+        {},
+    ),
+    Scenario("nodb-from-first", FIRST, {"database": "none"}, {}),
+    Scenario("nodb-from-previous", PREVIOUS, {"database": "none", "auth": "api_key"}, {}),
+]
+
+
+def project_of(result: Result, scenario: Scenario) -> Project:
+    assert result.exception is None, result.exception
+    assert result.project_dir is not None
+    return Project(Variant(scenario.id), result.project_dir, dict(result.answers))
+
+
+@contextlib.contextmanager
+def database_for(
+    project: Project, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    """The environment that points the project at its database (kept across the update)."""
+    database = project["database"]
+    if database == "sqlite":
+        yield {"DATABASE_URL": f"sqlite:///{tmp_path / 'service.db'}"}
+    elif database == "postgresql":
+        admin = request.getfixturevalue("postgres_admin")
+        with (
+            fresh_database(admin, f"{project.variant.id}-u") as url,
+            fresh_database(admin, f"{project.variant.id}-ut") as test_url,
+        ):
+            yield {"DATABASE_URL": url, "TEST_DATABASE_URL": test_url}
+    else:
+        yield {}
+
+
+@contextlib.contextmanager
+def redis_for(scenario: Scenario) -> Iterator[dict[str, str]]:
+    """REDIS_URL of a real server when the project has (or gains) the Redis limiter."""
+    if {**scenario.answers, **scenario.new_answers}.get("rate_limiter") != "redis":
+        yield {}
+        return
+    try:
+        with redis_server() as url:
+            yield {"REDIS_URL": url}
+    except Unavailable as error:
+        unavailable(f"Redis: {error}")
+
+
+def migrate(project: Project, env: dict[str, str]) -> None:
+    if project["database"] == "none":
+        return
+    result = run(project.path, project.slug, "migrate", env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def store_item(project: Project, env: dict[str, str]) -> str | None:
+    """Create an item through the running service's API; its name (None without a database)."""
+    if project["database"] == "none":
+        return None
+    name = f"kept across the update {project.variant.id}"
+    with serving(project.path, project.slug, env) as service:
+        headers = credentials(project, service) if "auth" in project.answers else {}
+        response = httpx.post(
+            f"{service.url}/api/v1/items", json={"name": name}, headers=headers, timeout=30
+        )
+        assert response.status_code == 201, response.text
+    return name
+
+
+def edit_like_a_team(project: Path, package: str) -> None:
+    (project / "src" / package / "hello.py").write_text(ROUTE_MODULE)
+    main = project / "src" / package / "main.py"
+    text = main.read_text()
+    text = text.replace(
+        "from .health import install_health\n",
+        "from .health import install_health\nfrom .hello import router as hello_router\n",
+    )
+    text = text.replace(
+        "    return app\n", "    app.include_router(hello_router)\n    return app\n"
+    )
+    main.write_text(text)
+    settings = project / "src" / package / "settings.py"
+    settings.write_text(settings.read_text().replace("default=1_048_576", "default=2_097_152"))
+    readme = project / "README.md"
+    lines = readme.read_text().splitlines(keepends=True)
+    readme.write_text("".join([*lines[:2], f"{README_PARAGRAPH}\n\n", *lines[2:]]))
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            '    "fastapi>=0.165,<1",\n', '    "fastapi>=0.165,<1",\n    "humanize>=4.9",\n'
+        )
+    )
+    assert "hello_router" in main.read_text() and "2_097_152" in settings.read_text()
+    assert "humanize" in pyproject.read_text()
+
+
+def conflict_markers(project: Path) -> list[str]:
+    found = []
+    for path in project.rglob("*"):
+        if ".venv" in path.parts or ".git" in path.parts or not path.is_file():
+            continue
+        with contextlib.suppress(UnicodeDecodeError):
+            for line in path.read_text().splitlines():
+                if line.startswith(("<" * 7, ">" * 7)):
+                    found.append(f"{path.relative_to(project)}: {line}")
+    return found
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
+def test_update_keeps_edits_env_and_data(
+    scenario: Scenario,
+    template_repo: Path,
+    copie: Copie,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    old = project_of(
+        copie.copy(
+            extra_answers=scenario.answers, template_dir=template_repo, vcs_ref=scenario.release
+        ),
+        scenario,
+    )
+    assert old.answers.get("_commit", scenario.release) == scenario.release
+    git(old.path, "init", "--quiet")
+    git(old.path, "add", "--all")
+    git(old.path, "commit", "--quiet", "-m", f"generated at {scenario.release}")
+    install(old.path, str(old["python_version"]))
+    env_before = (old.path / ".env").read_text()
+
+    with database_for(old, request, tmp_path) as db_env, redis_for(scenario) as redis_env:
+        env = {**db_env, **redis_env}
+        migrate(old, env)
+        stored = store_item(old, env)
+
+        edit_like_a_team(old.path, old.package)
+        git(old.path, "add", "--all")
+        git(old.path, "commit", "--quiet", "-m", "the team's own changes")
+
+        updated = project_of(
+            copie.update(
+                Result(project_dir=old.path, answers=old.answers),
+                extra_answers=scenario.new_answers,
+                vcs_ref=NEXT,
+            ),
+            scenario,
+        )
+        assert updated.answers["_commit"] == NEXT
+        assert conflict_markers(updated.path) == []
+        package = updated.path / "src" / updated.package
+        assert (package / "hello.py").read_text() == ROUTE_MODULE
+        assert "app.include_router(hello_router)" in (package / "main.py").read_text()
+        assert "default=2_097_152" in (package / "settings.py").read_text()
+        assert README_PARAGRAPH in (updated.path / "README.md").read_text()
+        assert '"humanize>=4.9"' in (updated.path / "pyproject.toml").read_text()
+        env_after = (updated.path / ".env").read_text()
+        assert env_after.startswith(env_before), ".env lines may only be added"
+        added = [
+            line.split("=")[0]
+            for line in env_after.removeprefix(env_before).splitlines()
+            if line and not line.startswith("#")
+        ]
+        expected = ["JWT_SECRET_KEY"] if updated["auth"] in {"jwt", "jwt_api_key"} else []
+        if "JWT_SECRET_KEY=" in env_before:
+            expected = []
+        assert added == expected
+
+        install(updated.path, str(updated["python_version"]))
+        migrate(updated, env)
+        own = run(updated.path, "pytest", "-q", "-p", "no:cacheprovider", env=env, timeout=900)
+        assert own.returncode == 0, own.stdout[-6000:] + own.stderr[-3000:]
+        with serving(updated.path, updated.slug, env) as service:
+            assert httpx.get(f"{service.url}/api/v1/hello").json() == {"hello": "team"}
+            if stored is not None:
+                headers = credentials(updated, service, role="viewer")
+                page = httpx.get(f"{service.url}/api/v1/items", headers=headers, timeout=30)
+                assert page.status_code == 200, page.text
+                assert stored in [item["name"] for item in page.json()["items"]]
+
+        git(updated.path, "add", "--all")
+        git(updated.path, "commit", "--quiet", "-m", f"update to {NEXT}")
+        second = copie.update(
+            Result(project_dir=updated.path, answers=updated.answers), vcs_ref=NEXT
+        )
+        assert second.exception is None, second.exception
+        assert (updated.path / ".env").read_text() == env_after, "a second update adds nothing"
+
+
+def changed_line(template_repo: Path, copie: Copie) -> tuple[str, str]:
+    """A line of the default project that the template changed since the previous release:
+    (file, line as the previous release wrote it)."""
+    before = copie.copy(template_dir=template_repo, vcs_ref=PREVIOUS).project_dir
+    after = copie.copy(template_dir=template_repo, vcs_ref=NEXT).project_dir
+    assert before is not None and after is not None
+    for path in sorted(before.rglob("*.py")):
+        new = after / path.relative_to(before)
+        if not new.exists():
+            continue
+        old_lines, new_lines = path.read_text().splitlines(), new.read_text().splitlines()
+        for line in old_lines:
+            code = len(line.strip()) > 20 and not line.startswith(("import", "from"))
+            if code and line not in new_lines and old_lines.count(line) == 1:
+                return str(path.relative_to(before)), line
+    pytest.fail("no line changed between the previous release and now")
+
+
+def test_a_same_line_conflict_is_caught_by_the_projects_own_checks(
+    template_repo: Path, copie: Copie, tmp_path: Path
+) -> None:
+    name, line = changed_line(template_repo, copie)
+    project = tmp_path / "svc"
+    copier = [tool("copier"), "copy", "--trust", "--defaults", "--vcs-ref", PREVIOUS]
+    subprocess.run([*copier, str(template_repo), str(project)], check=True, capture_output=True)
+    git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "-m", "generated")
+    edited = project / name
+    edited.write_text(edited.read_text().replace(line, f"{line}  # the team's own change"))
+    git(project, "commit", "--quiet", "-am", "the team's own change")
+
+    # The upgrade guide's command, as a user types it.
+    update = subprocess.run(
+        [tool("copier"), "update", "--defaults", "--trust"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert update.returncode == 0, update.stderr  # copier reports the conflict only in the file
+    assert any(marker.startswith(name) for marker in conflict_markers(project)), update.stderr
+    check = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider", *CHECK],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert name in check.stdout and "resolve these conflicts" in check.stdout
+
+
+def test_a_relative_template_path_is_recorded_so_update_works(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    relative = os.path.relpath(template_repo, work)
+    assert not Path(relative).is_absolute()
+    env = {**os.environ, "PWD": str(work)}
+    # Copied at the next version: the path is recorded by a copy-time task it brings.
+    copy = subprocess.run(
+        [tool("copier"), "copy", "--trust", "--defaults", relative, "svc"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert copy.returncode == 0, copy.stderr
+    project = work / "svc"
+    answers = (project / ".copier-answers.yml").read_text()
+    assert re.search(rf'^_src_path: "{re.escape(str(template_repo))}"$', answers, re.M), answers
+    git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "-m", "generated")
+    update = subprocess.run(
+        [tool("copier"), "update", "--defaults", "--trust"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert update.returncode == 0, update.stderr
+    assert f"_commit: {NEXT}" in (project / ".copier-answers.yml").read_text()
