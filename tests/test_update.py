@@ -190,7 +190,7 @@ def edit_like_a_team(project: Path, package: str) -> None:
         "from .docs import install_docs\nfrom .greetings import router as greetings_router\n",
     )
     text = text.replace(
-        "    return app\n", "    app.include_router(hello_router)\n    return app\n"
+        "    return app\n", "    app.include_router(greetings_router)\n    return app\n"
     )
     main.write_text(text)
     settings = project / "src" / package / "settings.py"
