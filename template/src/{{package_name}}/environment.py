@@ -1,0 +1,28 @@
+"""The settings of a command, read from the environment (and `.env`): a wrong value ends the
+command with exit status 2 and one line per variable, not a traceback."""
+
+import sys
+
+from pydantic import ValidationError
+
+from .settings import Settings
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per wrong variable, named as it is set in the environment."""
+    lines = ["Invalid configuration (environment variables or .env):"]
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["loc"]:
+            lines.append(f"  {str(item['loc'][0]).upper()}: {message}")
+        else:
+            lines.extend(f"  {part}" for part in message.split("; "))
+    return "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        print(describe_settings_error(error), file=sys.stderr)
+        raise SystemExit(2) from None
