@@ -22,7 +22,7 @@ def conflict_markers(root: Path) -> list[str]:
         except (UnicodeDecodeError, OSError):
             continue
         for number, line in enumerate(text.splitlines(), start=1):
-            if line == OURS or line.startswith((f"{OURS} ", f"{THEIRS} ")) or line == THEIRS:
+            if line in (OURS, THEIRS) or line.startswith((f"{OURS} ", f"{THEIRS} ")):
                 found.append(f"{path.relative_to(root)}:{number}: {line}")
     return found
 

@@ -13,6 +13,9 @@ def describe_settings_error(error: ValidationError) -> str:
     lines = ["Invalid configuration (environment variables or .env):"]
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            hint = Settings.model_fields[str(item["loc"][0])].description
+            message = f"is not set; {hint}" if hint else "is not set"
         if item["loc"]:
             lines.append(f"  {str(item['loc'][0]).upper()}: {message}")
         else:
