@@ -78,9 +78,9 @@ def render_revision(revision: str, dest: Path) -> Path:
     )
     subprocess.run(["tar", "-x", "-C", str(template)], input=archive.stdout, check=True)
     project = dest / "service"
+    command = [harness.tool("copier"), "copy", "--trust", "--defaults", "--quiet"]
     subprocess.run(
-        [harness.tool("copier"), "copy", "--trust", "--defaults", "--quiet"]
-        + [str(template), str(project)],
+        [*command, str(template), str(project)],
         check=True,
         capture_output=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
@@ -112,9 +112,7 @@ def prepare(project: Path, slug: str, env: dict[str, str]) -> str:
         editor = {"Authorization": f"Bearer {tokens['editor']}"}
         for number in range(ITEMS):
             item = {"name": f"item {number}", "description": f"the item numbered {number}"}
-            httpx.post(
-                f"{service.url}/api/v1/items", json=item, headers=editor
-            ).raise_for_status()
+            httpx.post(f"{service.url}/api/v1/items", json=item, headers=editor).raise_for_status()
         service.stop(signal.SIGINT)
     return tokens["viewer"]
 
