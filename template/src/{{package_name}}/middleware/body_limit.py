@@ -4,8 +4,6 @@ A declared `Content-Length` over the limit is refused at once; a chunked body wi
 counted as it arrives and refused as soon as it crosses the limit, before it is all read.
 """
 
-from collections.abc import Awaitable
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,26 +20,25 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # A plain function: a request within the limit goes on to the app's own awaitable,
-        # with no coroutine of this layer's in between.
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = int(value) if value.isdigit() else -1
                 if declared < 0:
-                    return send_problem(send, 400, "Content-Length is not a number")
-                if declared > self.max_body_bytes:
-                    return send_problem(send, 413, BodyTooLargeError(self.max_body_bytes).detail)
-                # The server delivers exactly Content-Length bytes: nothing left to count.
-                return self.app(scope, receive, send)
+                    await send_problem(send, 400, "Content-Length is not a number")
+                elif declared > self.max_body_bytes:
+                    await send_problem(send, 413, BodyTooLargeError(self.max_body_bytes).detail)
+                else:
+                    # The server delivers exactly Content-Length bytes: nothing left to count.
+                    await self.app(scope, receive, send)
+                return
             if name == b"transfer-encoding":
                 chunked = True
-        if chunked:
-            return self.app(scope, self._counted(receive), send)
-        return self.app(scope, receive, send)
+        await self.app(scope, self._counted(receive) if chunked else receive, send)
 
     def _counted(self, receive: Receive) -> Receive:
         limit = self.max_body_bytes
