@@ -99,7 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare(project: Path, env: dict[str, str], package: str, slug: str) -> str:
     """Migrate, make an admin API key, store 20 items; the key."""
     command = project / ".venv" / "bin" / slug
-    for args in (["migrate"], ["create-api-key", "--name", "bench", "--role", "admin"]):
+    name = f"bench-{time.time_ns()}"  # a project given with --project may hold earlier keys
+    for args in (["migrate"], ["create-api-key", "--name", name, "--role", "admin"]):
         result = subprocess.run(
             [command, *args], cwd=project, env=env, capture_output=True, text=True, check=True
         )
