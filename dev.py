@@ -120,11 +120,14 @@ def test(extra: list[str]) -> int:
 # Every benchmark under bench/ (bench/README.md describes each), in the order `bench` runs them.
 BENCHMARKS = {
     "render": "render_time.py",
+    "items-read": "items_read.py",
     "throughput": "throughput.py",
     "instructions": "instructions.py",
     "rate-limit": "rate_limit.py",
     "observability": "observability.py",
     "breakdown": "breakdown.py",
+    "redis-limiter": "redis_limiter.py",
+    "speedups": "speedups.py",
 }
 
 
