@@ -104,13 +104,24 @@ class Scenario:
     release: str
     answers: dict[str, Any]  # at the old release
     new_answers: dict[str, Any]  # questions the update adds (the rest take their defaults)
+    # Files where the template changed the very lines the team's edit sits between, so that
+    # copier must leave conflict markers (the test resolves them as the upgrade guide says).
+    conflicts: tuple[str, ...] = ()
 
 
 ALL_ON = {"auth": "jwt", "rate_limiter": "redis", "observability": ["prometheus", "otel", "sentry"]}
 SCENARIOS = [
     Scenario("default-from-first", FIRST, {}, {}),
     Scenario("default-from-previous", PREVIOUS, {}, {}),
-    Scenario("pg-redis-all-obs-from-first", FIRST, {"database": "postgresql"}, ALL_ON),
+    # 0.2.0 added tracing's `instrument_app(app, settings)` right before `return app`, where
+    # the team registered its router: both inserted a line at the same place.
+    Scenario(
+        "pg-redis-all-obs-from-first",
+        FIRST,
+        {"database": "postgresql"},
+        ALL_ON,
+        conflicts=("src/my_service/main.py",),
+    ),
     Scenario(
         "pg-redis-all-obs-from-previous",
         PREVIOUS,
@@ -214,6 +225,26 @@ def recorded_version(project: Path) -> str:
     return str(answers["_commit"])
 
 
+def keep_both_sides(path: Path) -> None:
+    """Resolve each conflict the way the upgrade guide says for two added lines: keep the
+    template's lines, then the team's."""
+    resolved: list[str] = []
+    ours: list[str] = []
+    theirs: list[str] = []
+    side = ""
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("<" * 7):
+            side, ours, theirs = "ours", [], []
+        elif side == "ours" and line.rstrip("\n") == "=" * 7:
+            side = "theirs"
+        elif side == "theirs" and line.startswith(">" * 7):
+            resolved += theirs + [kept for kept in ours if kept not in theirs]
+            side = ""
+        else:
+            {"ours": ours, "theirs": theirs}.get(side, resolved).append(line)
+    path.write_text("".join(resolved))
+
+
 def conflict_markers(project: Path) -> list[str]:
     found = []
     for path in project.rglob("*"):
@@ -265,6 +296,10 @@ def test_update_keeps_edits_env_and_data(
             scenario,
         )
         assert recorded_version(updated.path) == NEXT
+        conflicted = sorted({marker.split(":")[0] for marker in conflict_markers(updated.path)})
+        assert conflicted == sorted(scenario.conflicts)
+        for name in conflicted:
+            keep_both_sides(updated.path / name)
         assert conflict_markers(updated.path) == []
         package = updated.path / "src" / updated.package
         assert (package / "greetings.py").read_text() == ROUTE_MODULE
