@@ -61,12 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def _requests(port: int, count: int) -> None:
-    """`count` requests, one at a time on one connection: the same work in every run."""
+async def _requests(port: int, count: int, request: bytes | None = None) -> None:
+    """`count` requests (REQUEST unless another is given), one at a time on one connection:
+    the same work in every run."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for _ in range(count):
-            writer.write(REQUEST)
+            writer.write(request or REQUEST)
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 200"):
                 raise RuntimeError(f"unexpected response: {head!r}")

@@ -43,6 +43,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import harness  # noqa: E402
+from instructions import _requests  # noqa: E402
 from throughput import project_slug  # noqa: E402
 
 PATHS = {"items": "/api/v1/items", "live": "/health/live"}
@@ -117,21 +118,6 @@ def prepare(project: Path, slug: str, env: dict[str, str]) -> str:
     return tokens["viewer"]
 
 
-async def _requests(port: int, request: bytes, count: int) -> None:
-    """`count` requests, one at a time on one connection: the same work in every run."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for _ in range(count):
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"unexpected response: {head!r}")
-            length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
-            await reader.readexactly(int(length.group(1)) if length else 0)
-    finally:
-        writer.close()
-
-
 def _serve(
     command: list[str], env: dict[str, str], cwd: Path, request: bytes, count: int, valgrind: bool
 ) -> bytes:
@@ -150,13 +136,13 @@ def _serve(
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}")
             try:
-                asyncio.run(_requests(port, request, 1))
+                asyncio.run(_requests(port, 1, request))
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError("server not ready within 900s") from None
                 time.sleep(0.5)
-        asyncio.run(_requests(port, request, count))
+        asyncio.run(_requests(port, count, request))
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=600)
         return stderr
