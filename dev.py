@@ -37,8 +37,8 @@ def call(*args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None)
     return subprocess.call([str(arg) for arg in args], cwd=cwd, env=env)
 
 
-def check(*args: str | Path, cwd: Path = ROOT) -> None:
-    code = call(*args, cwd=cwd)
+def check(*args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
+    code = call(*args, cwd=cwd, env=env)
     if code != 0:
         sys.exit(f"dev.py: {' '.join(map(str, args))} failed with exit status {code}")
 
@@ -76,20 +76,23 @@ def demo() -> int:
         render(DEMO, {})
     say("installing it with uv")
     check(BIN / "uv", "sync", "--quiet", "--python", find_python("3.12"), cwd=DEMO)
-    check(DEMO / ".venv" / "bin" / "my-service", "migrate", cwd=DEMO)
+    # The demo is the default service as generated: its own .env (SQLite in ./data), whatever
+    # database the calling shell points DATABASE_URL at.
+    env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
+    check(DEMO / ".venv" / "bin" / "my-service", "migrate", cwd=DEMO, env=env)
     say(
         f"uv is at {BIN / 'uv'} (the service's README says `uv ...`: use that path, or "
         "`pip install uv` to have it on PATH)"
     )
     port = os.environ.get("PORT", "8000")
     say(f"serving on http://127.0.0.1:{port} (docs: /docs); Ctrl+C stops it")
-    return serve_until_stopped([str(DEMO / ".venv" / "bin" / "my-service"), "serve"], DEMO)
+    return serve_until_stopped([str(DEMO / ".venv" / "bin" / "my-service"), "serve"], DEMO, env)
 
 
-def serve_until_stopped(command: list[str], cwd: Path) -> int:
+def serve_until_stopped(command: list[str], cwd: Path, env: dict[str, str]) -> int:
     """Run the server in the foreground; SIGTERM or SIGINT to this script stops it too, so no
     server is left running on the port after the demo ends."""
-    server = subprocess.Popen(command, cwd=cwd)
+    server = subprocess.Popen(command, cwd=cwd, env=env)
 
     def forward(signum: int, _frame: object) -> None:
         if server.poll() is None:

@@ -18,7 +18,13 @@ from harness import ROOT, free_port, uv_env
 
 def test_demo_serves_and_takes_its_server_down_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    env = {**uv_env(), "DEV_DEMO_DIR": str(tmp_path / "demo"), "PORT": str(port)}
+    # DATABASE_URL as CI exports it for the PostgreSQL variants: the demo must not follow it.
+    env = {
+        **uv_env(),
+        "DEV_DEMO_DIR": str(tmp_path / "demo"),
+        "PORT": str(port),
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",
+    }
     demo = subprocess.Popen(
         [sys.executable, str(ROOT / "dev.py"), "demo"],
         cwd=ROOT,
