@@ -77,13 +77,15 @@ async def _requests(port: int, count: int, request: bytes | None = None) -> None
         writer.close()
 
 
-def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 900) -> None:
+def _wait_ready(
+    port: int, process: subprocess.Popen[bytes], request: bytes | None = None, timeout: float = 900
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            asyncio.run(_requests(port, 1))
+            asyncio.run(_requests(port, 1, request))
             return
         except OSError:
             time.sleep(0.5)
@@ -91,7 +93,12 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 90
 
 
 def _serve(
-    command: list[str], env: dict[str, str], cwd: Path, count: int, prefix: list[str]
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    count: int,
+    prefix: list[str],
+    request: bytes | None = None,
 ) -> bytes:
     port = harness.free_port()
     full = [*prefix, *(part.replace("{port}", str(port)) for part in command)]
@@ -104,8 +111,8 @@ def _serve(
         start_new_session=True,
     )
     try:
-        _wait_ready(port, process)
-        asyncio.run(_requests(port, count))
+        _wait_ready(port, process, request)
+        asyncio.run(_requests(port, count, request))
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=600)
         return stderr
@@ -116,11 +123,17 @@ def _serve(
 
 
 def instructions(
-    name: str, command: list[str], env: dict[str, str], project: Path, args: argparse.Namespace
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    project: Path,
+    args: argparse.Namespace,
+    request: bytes | None = None,
 ) -> float:
+    """Instructions of one request (REQUEST unless another is given) to the server `command`."""
     # A first native run puts every module in the bytecode cache, so neither valgrind run
     # compiles source (that would not cancel out).
-    _serve(command, env, project, 50, [])
+    _serve(command, env, project, 50, [], request)
     counts = []
     for count in (args.n1, args.n2):
         stderr = _serve(
@@ -129,6 +142,7 @@ def instructions(
             project,
             count,
             ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"],
+            request,
         )
         found = re.search(rb"I\s+refs:\s+([\d,]+)", stderr)
         if not found:

@@ -53,13 +53,12 @@ import harness  # noqa: E402
 import instructions  # noqa: E402
 from throughput import (  # noqa: E402
     Sample,
-    cpu_seconds,
     library_versions,
     load,
-    parse_wrk,
     pin,
     project_slug,
     reference_command,
+    run_wrk,
     template_state,
 )
 
@@ -101,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=5, help="measured wrk rounds per server")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--warmup", type=int, default=2, help="untimed wrk seconds per server")
     parser.add_argument("--server-cpu", default="0", help="core for the servers (default: 0)")
     parser.add_argument("--client-cpu", default="1", help="core for wrk (default: 1)")
@@ -285,22 +285,6 @@ def check_page(target: Target, server: str, url: str) -> None:
 # ---------------------------------------------------------------------------- throughput
 
 
-def run_wrk(url: str, token: str, args: argparse.Namespace, seconds: int, pid: int) -> Sample:
-    """throughput.run_wrk with the bearer token."""
-    command = [
-        "taskset", "-c", args.client_cpu, shutil.which("wrk") or "wrk",
-        "-t1", f"-c{args.connections}", f"-d{seconds}s", "--latency",
-        "-H", f"Authorization: Bearer {token}", url,
-    ]  # fmt: skip
-    before = cpu_seconds(pid)
-    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    after = cpu_seconds(pid)
-    if result.returncode != 0:
-        raise RuntimeError(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    rps, p99, requests, errors = parse_wrk(result.stdout)
-    return Sample(rps, p99, requests, after - before, errors)
-
-
 def throughput(target: Target, args: argparse.Namespace) -> None:
     """Both servers up, pinned; a warm-up each, then rounds whose order alternates."""
     with ExitStack() as stack:
@@ -317,11 +301,12 @@ def throughput(target: Target, args: argparse.Namespace) -> None:
             pin(service.process.pid, args.server_cpu)
             check_page(target, server, service.url)
             services[server] = service
+        bearer = [f"Authorization: Bearer {target.token}"]
         for server, service in services.items():
             assert service.process is not None
             target.samples[server] = []
             if args.warmup:
-                run_wrk(service.url + PATH, target.token, args, args.warmup, service.process.pid)
+                run_wrk(service.url + PATH, args, args.warmup, service.process.pid, bearer)
         for index in range(args.rounds):
             order = SERVERS if index % 2 == 0 else SERVERS[::-1]
             line = []
@@ -329,7 +314,7 @@ def throughput(target: Target, args: argparse.Namespace) -> None:
                 service = services[server]
                 assert service.process is not None
                 sample = run_wrk(
-                    service.url + PATH, target.token, args, args.duration, service.process.pid
+                    service.url + PATH, args, args.duration, service.process.pid, bearer
                 )
                 target.samples[server].append(sample)
                 service.lines.clear()  # the access log read from the pipe: not kept
@@ -343,11 +328,12 @@ def throughput(target: Target, args: argparse.Namespace) -> None:
 def callgrind(targets: list[Target], args: argparse.Namespace) -> None:
     args.callgrind.mkdir(parents=True, exist_ok=True)
     for target in targets:
-        instructions.REQUEST = request_bytes(target.token)
+        request = request_bytes(target.token)
         for server in SERVERS:
             out = args.callgrind / f"callgrind.{target.database}.{server}"
             prefix = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-            instructions._serve(target.command(server), target.env, target.project, args.n2, prefix)
+            command = target.command(server)
+            instructions._serve(command, target.env, target.project, args.n2, prefix, request)
             print(f"  callgrind profile of {target.database} {server}: {out}")
 
 
@@ -454,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.n2}), one keep-alive connection, valgrind cachegrind"
             )
             for target in targets:
-                instructions.REQUEST = request_bytes(target.token)
+                request = request_bytes(target.token)
                 with ThreadPoolExecutor(max_workers=args.parallel) as pool:
                     futures = {
                         server: pool.submit(
@@ -464,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
                             target.env,
                             target.project,
                             args,
+                            request,
                         )
                         for server in SERVERS
                     }

@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         (project / "data").mkdir(exist_ok=True)
         key = prepare(project, env, package, slug)
-        instructions.REQUEST = (
+        request = (
             f"GET {args.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\n"
             f"X-API-Key: {key}\r\n\r\n"
         ).encode()
@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = {
-                name: pool.submit(instructions.instructions, name, command, env, project, args)
+                name: pool.submit(
+                    instructions.instructions, name, command, env, project, args, request
+                )
                 for name, command in commands.items()
             }
             results = {name: future.result() for name, future in futures.items()}

@@ -24,15 +24,12 @@ and the version written with the ordinary API second; the share is what the cons
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,13 +40,12 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import harness  # noqa: E402
-from instructions import _requests  # noqa: E402
+from instructions import instructions  # noqa: E402
 from throughput import project_slug  # noqa: E402
 
 PATHS = {"items": "/api/v1/items", "live": "/health/live"}
 PASSWORD = "bench-password-0123456789"
 ITEMS = 50
-VALGRIND = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -118,61 +114,6 @@ def prepare(project: Path, slug: str, env: dict[str, str]) -> str:
     return tokens["viewer"]
 
 
-def _serve(
-    command: list[str], env: dict[str, str], cwd: Path, request: bytes, count: int, valgrind: bool
-) -> bytes:
-    port = harness.free_port()
-    process = subprocess.Popen(
-        [*(VALGRIND if valgrind else []), *command],
-        cwd=cwd,
-        env={**env, "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 900
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}")
-            try:
-                asyncio.run(_requests(port, 1, request))
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server not ready within 900s") from None
-                time.sleep(0.5)
-        asyncio.run(_requests(port, count, request))
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=600)
-        return stderr
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def instructions(
-    name: str,
-    command: list[str],
-    env: dict[str, str],
-    project: Path,
-    request: bytes,
-    args: argparse.Namespace,
-) -> float:
-    # A native run first fills the bytecode cache: no valgrind run compiles source.
-    _serve(command, env, project, request, 20, valgrind=False)
-    counts = []
-    for count in (args.n1, args.n2):
-        stderr = _serve(command, env, project, request, count, valgrind=True)
-        found = re.search(rb"I\s+refs:\s+([\d,]+)", stderr)
-        if not found:
-            raise RuntimeError(f"no count from valgrind for {name}:\n{stderr.decode()[-2000:]}")
-        counts.append(int(found.group(1).replace(b",", b"")))
-        print(f"  {name}: {count} requests, {counts[-1]:,} instructions in all", flush=True)
-    return (counts[1] - counts[0]) / (args.n2 - args.n1)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not shutil.which("valgrind"):
@@ -229,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 if source is not None:
                     version_env["PYTHONPATH"] = str(source)
                 futures[name] = pool.submit(
-                    instructions, name, command, version_env, project, request, args
+                    instructions, name, command, version_env, project, args, request
                 )
             results = {name: future.result() for name, future in futures.items()}
 

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +136,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def run_wrk(url: str, args: argparse.Namespace, seconds: int, pid: int) -> Sample:
+def run_wrk(
+    url: str, args: argparse.Namespace, seconds: int, pid: int, headers: Sequence[str] = ()
+) -> Sample:
+    """One wrk run against `url` (each of `headers`, "Name: value", sent with every request)."""
     command = [
         "taskset",
         "-c",
@@ -145,6 +149,7 @@ def run_wrk(url: str, args: argparse.Namespace, seconds: int, pid: int) -> Sampl
         f"-c{args.connections}",
         f"-d{seconds}s",
         "--latency",
+        *(part for header in headers for part in ("-H", header)),
         url,
     ]
     cpu_before = cpu_seconds(pid)
