@@ -73,6 +73,24 @@ def git(cwd: Path, *args: str) -> str:
     return result.stdout
 
 
+def commit_all(project: Path, message: str) -> None:
+    """Commit everything in `project`, making it a git repository first if it is not one."""
+    if not (project / ".git").exists():
+        git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "-m", message)
+
+
+def copier_update(project: Path) -> subprocess.CompletedProcess[str]:
+    """The upgrade guide's command, as a user types it."""
+    return subprocess.run(
+        [tool("copier"), "update", "--defaults", "--trust"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+
+
 @pytest.fixture(scope="session")
 def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This checkout as a template repository with its releases tagged, and the next version
@@ -272,9 +290,7 @@ def test_update_keeps_edits_env_and_data(
         scenario,
     )
     assert recorded_version(old.path) == scenario.release
-    git(old.path, "init", "--quiet")
-    git(old.path, "add", "--all")
-    git(old.path, "commit", "--quiet", "-m", f"generated at {scenario.release}")
+    commit_all(old.path, f"generated at {scenario.release}")
     install(old.path, str(old["python_version"]))
     env_before = (old.path / ".env").read_text()
 
@@ -284,8 +300,7 @@ def test_update_keeps_edits_env_and_data(
         stored = store_item(old, env)
 
         edit_like_a_team(old.path, old.package)
-        git(old.path, "add", "--all")
-        git(old.path, "commit", "--quiet", "-m", "the team's own changes")
+        commit_all(old.path, "the team's own changes")
 
         updated = project_of(
             copie.update(
@@ -331,8 +346,7 @@ def test_update_keeps_edits_env_and_data(
                 assert page.status_code == 200, page.text
                 assert stored in [item["name"] for item in page.json()["items"]]
 
-        git(updated.path, "add", "--all")
-        git(updated.path, "commit", "--quiet", "-m", f"update to {NEXT}")
+        commit_all(updated.path, f"update to {NEXT}")
         second = copie.update(
             Result(project_dir=updated.path, answers=updated.answers), vcs_ref=NEXT
         )
@@ -365,20 +379,11 @@ def test_a_same_line_conflict_is_caught_by_the_projects_own_checks(
     project = tmp_path / "svc"
     copier = [tool("copier"), "copy", "--trust", "--defaults", "--vcs-ref", PREVIOUS]
     subprocess.run([*copier, str(template_repo), str(project)], check=True, capture_output=True)
-    git(project, "init", "--quiet")
-    git(project, "add", "--all")
-    git(project, "commit", "--quiet", "-m", "generated")
+    commit_all(project, "generated")
     edited = project / name
     edited.write_text(edited.read_text().replace(line, f"{line}  # the team's own change"))
-    git(project, "commit", "--quiet", "-am", "the team's own change")
-
-    # The upgrade guide's command, as a user types it.
-    update = subprocess.run(
-        [tool("copier"), "update", "--defaults", "--trust"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-    )
+    commit_all(project, "the team's own change")
+    update = copier_update(project)
     assert update.returncode == 0, update.stderr  # copier reports the conflict only in the file
     assert any(marker.startswith(name) for marker in conflict_markers(project)), update.stderr
     check = subprocess.run(
@@ -411,14 +416,7 @@ def test_a_relative_template_path_is_recorded_so_update_works(
     project = work / "svc"
     answers = (project / ".copier-answers.yml").read_text()
     assert re.search(rf'^_src_path: "{re.escape(str(template_repo))}"$', answers, re.M), answers
-    git(project, "init", "--quiet")
-    git(project, "add", "--all")
-    git(project, "commit", "--quiet", "-m", "generated")
-    update = subprocess.run(
-        [tool("copier"), "update", "--defaults", "--trust"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-    )
+    commit_all(project, "generated")
+    update = copier_update(project)
     assert update.returncode == 0, update.stderr
     assert f"_commit: {NEXT}" in (project / ".copier-answers.yml").read_text()
