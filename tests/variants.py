@@ -60,6 +60,7 @@ def _variant(
     rate_limiter: str,
     observability: list[str],
     python_version: str,
+    deployment: list[str],
 ) -> Variant:
     answers: dict[str, Answer] = {
         "database": database,
@@ -67,29 +68,36 @@ def _variant(
         "rate_limiter": rate_limiter,
         "observability": observability,
         "python_version": python_version,
+        "deployment": deployment,
     }
     return Variant(id, answers)
 
 
 PROM, OTEL, SENTRY = "prometheus", "otel", "sentry"
+COMPOSE, K8S = "compose", "kubernetes"
 
 VARIANTS = [
-    # The default answers: SQLite, JWT, in-memory limiter, Prometheus, Python 3.12.
+    # The default answers: SQLite, JWT, in-memory limiter, Prometheus, Python 3.12, Compose and
+    # Kubernetes.
     Variant("default"),
-    _variant("all-on-pg", "postgresql", "jwt", "redis", [PROM, OTEL, SENTRY], "3.11"),
-    _variant("jwt-bare", "sqlite", "jwt", "none", [], "3.13"),
-    _variant("jwt-apikey-pg-otel", "postgresql", "jwt_api_key", "memory", [OTEL], "3.12"),
-    _variant("jwt-apikey-redis", "sqlite", "jwt_api_key", "redis", [PROM, SENTRY], "3.13"),
-    _variant("jwt-apikey-pg-nolimit", "postgresql", "jwt_api_key", "none", [PROM], "3.13"),
-    _variant("apikey-nodb", "none", "api_key", "memory", [], "3.13"),
-    _variant("apikey-redis-otel", "sqlite", "api_key", "redis", [PROM, OTEL], "3.12"),
-    _variant("apikey-pg-sentry", "postgresql", "api_key", "none", [SENTRY], "3.11"),
-    _variant("oidc-nodb-redis", "none", "oidc", "redis", [OTEL], "3.12"),
-    _variant("oidc-sqlite", "sqlite", "oidc", "none", [PROM, SENTRY], "3.11"),
-    _variant("oidc-pg-otel-sentry", "postgresql", "oidc", "memory", [OTEL, SENTRY], "3.13"),
-    _variant("open-nodb-all-obs", "none", "none", "none", [PROM, OTEL, SENTRY], "3.13"),
-    _variant("open-sqlite", "sqlite", "none", "memory", [], "3.11"),
-    _variant("open-pg-redis", "postgresql", "none", "redis", [PROM], "3.12"),
+    _variant(
+        "all-on-pg", "postgresql", "jwt", "redis", [PROM, OTEL, SENTRY], "3.11", [COMPOSE, K8S]
+    ),
+    _variant("jwt-bare", "sqlite", "jwt", "none", [], "3.13", []),
+    _variant("jwt-apikey-pg-otel", "postgresql", "jwt_api_key", "memory", [OTEL], "3.12", [K8S]),
+    _variant(
+        "jwt-apikey-redis", "sqlite", "jwt_api_key", "redis", [PROM, SENTRY], "3.13", [COMPOSE]
+    ),
+    _variant("jwt-apikey-pg-nolimit", "postgresql", "jwt_api_key", "none", [PROM], "3.13", []),
+    _variant("apikey-nodb", "none", "api_key", "memory", [], "3.13", [K8S]),
+    _variant("apikey-redis-otel", "sqlite", "api_key", "redis", [PROM, OTEL], "3.12", []),
+    _variant("apikey-pg-sentry", "postgresql", "api_key", "none", [SENTRY], "3.11", [COMPOSE, K8S]),
+    _variant("oidc-nodb-redis", "none", "oidc", "redis", [OTEL], "3.12", [COMPOSE, K8S]),
+    _variant("oidc-sqlite", "sqlite", "oidc", "none", [PROM, SENTRY], "3.11", [COMPOSE]),
+    _variant("oidc-pg-otel-sentry", "postgresql", "oidc", "memory", [OTEL, SENTRY], "3.13", []),
+    _variant("open-nodb-all-obs", "none", "none", "none", [PROM, OTEL, SENTRY], "3.13", []),
+    _variant("open-sqlite", "sqlite", "none", "memory", [], "3.11", [K8S]),
+    _variant("open-pg-redis", "postgresql", "none", "redis", [PROM], "3.12", [COMPOSE, K8S]),
 ]
 
 # Questions whose values change each other's code; each pair of their values needs a variant
@@ -102,4 +110,16 @@ INTERACTING: list[tuple[str, str]] = [
     ("observability:prometheus", "rate_limiter"),  # rejections are counted
     ("observability:prometheus", "database"),  # pool gauges
     ("observability:otel", "database"),  # SQLAlchemy instrumentation
+    # Deployment files carry a service, a migration step, secrets and monitoring per answer.
+    *(
+        (f"deployment:{target}", question)
+        for target in ("compose", "kubernetes")
+        for question in (
+            "database",
+            "auth",
+            "rate_limiter",
+            "observability:prometheus",
+            "observability:otel",
+        )
+    ),
 ]
