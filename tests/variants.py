@@ -53,51 +53,47 @@ class Variant:
         return answer in values
 
 
-def _variant(
-    id: str,
-    database: str,
-    auth: str,
-    rate_limiter: str,
-    observability: list[str],
-    python_version: str,
-    deployment: list[str],
-) -> Variant:
-    answers: dict[str, Answer] = {
-        "database": database,
-        "auth": auth,
-        "rate_limiter": rate_limiter,
-        "observability": observability,
-        "python_version": python_version,
-        "deployment": deployment,
-    }
-    return Variant(id, answers)
+# One row per variant after the default one: its answer to every multiple-choice question
+# (a multiselect answer is comma-separated, "-" selects nothing). The free-text questions keep
+# their defaults.
+MATRIX = """
+id                     database    auth         rate_limiter  observability           python_version  deployment          ci
+all-on-pg              postgresql  jwt          redis         prometheus,otel,sentry  3.11            compose,kubernetes  github
+jwt-bare               sqlite      jwt          none          -                       3.13            -                   gitlab
+jwt-apikey-pg-otel     postgresql  jwt_api_key  memory        otel                    3.12            kubernetes          github
+jwt-apikey-redis       sqlite      jwt_api_key  redis         prometheus,sentry       3.13            compose             none
+jwt-apikey-pg-nolimit  postgresql  jwt_api_key  none          prometheus              3.13            -                   github
+apikey-nodb            none        api_key      memory        -                       3.13            kubernetes          github
+apikey-redis-otel      sqlite      api_key      redis         prometheus,otel         3.12            -                   none
+apikey-pg-sentry       postgresql  api_key      none          sentry                  3.11            compose,kubernetes  none
+oidc-nodb-redis        none        oidc         redis         otel                    3.12            compose,kubernetes  gitlab
+oidc-sqlite            sqlite      oidc         none          prometheus,sentry       3.11            compose             github
+oidc-pg-otel-sentry    postgresql  oidc         memory        otel,sentry             3.13            -                   none
+open-nodb-all-obs      none        none         none          prometheus,otel,sentry  3.13            -                   none
+open-sqlite            sqlite      none         memory        -                       3.11            kubernetes          gitlab
+open-pg-redis          postgresql  none         redis         prometheus              3.12            compose,kubernetes  gitlab
+"""
 
 
-PROM, OTEL, SENTRY = "prometheus", "otel", "sentry"
-COMPOSE, K8S = "compose", "kubernetes"
+def _rows(table: str) -> list[Variant]:
+    header, *lines = table.strip().splitlines()
+    _, *questions = header.split()
+    variants = []
+    for line in lines:
+        id, *cells = line.split()
+        answers: dict[str, Answer] = {}
+        for question, cell in zip(questions, cells, strict=True):
+            multiselect = copier_questions()[question].get("multiselect", False)
+            answers[question] = [] if cell == "-" else cell.split(",") if multiselect else cell
+        variants.append(Variant(id, answers))
+    return variants
+
 
 VARIANTS = [
     # The default answers: SQLite, JWT, in-memory limiter, Prometheus, Python 3.12, Compose and
-    # Kubernetes.
+    # Kubernetes, GitHub Actions.
     Variant("default"),
-    _variant(
-        "all-on-pg", "postgresql", "jwt", "redis", [PROM, OTEL, SENTRY], "3.11", [COMPOSE, K8S]
-    ),
-    _variant("jwt-bare", "sqlite", "jwt", "none", [], "3.13", []),
-    _variant("jwt-apikey-pg-otel", "postgresql", "jwt_api_key", "memory", [OTEL], "3.12", [K8S]),
-    _variant(
-        "jwt-apikey-redis", "sqlite", "jwt_api_key", "redis", [PROM, SENTRY], "3.13", [COMPOSE]
-    ),
-    _variant("jwt-apikey-pg-nolimit", "postgresql", "jwt_api_key", "none", [PROM], "3.13", []),
-    _variant("apikey-nodb", "none", "api_key", "memory", [], "3.13", [K8S]),
-    _variant("apikey-redis-otel", "sqlite", "api_key", "redis", [PROM, OTEL], "3.12", []),
-    _variant("apikey-pg-sentry", "postgresql", "api_key", "none", [SENTRY], "3.11", [COMPOSE, K8S]),
-    _variant("oidc-nodb-redis", "none", "oidc", "redis", [OTEL], "3.12", [COMPOSE, K8S]),
-    _variant("oidc-sqlite", "sqlite", "oidc", "none", [PROM, SENTRY], "3.11", [COMPOSE]),
-    _variant("oidc-pg-otel-sentry", "postgresql", "oidc", "memory", [OTEL, SENTRY], "3.13", []),
-    _variant("open-nodb-all-obs", "none", "none", "none", [PROM, OTEL, SENTRY], "3.13", []),
-    _variant("open-sqlite", "sqlite", "none", "memory", [], "3.11", [K8S]),
-    _variant("open-pg-redis", "postgresql", "none", "redis", [PROM], "3.12", [COMPOSE, K8S]),
+    *_rows(MATRIX),
 ]
 
 # Questions whose values change each other's code; each pair of their values needs a variant
@@ -120,6 +116,17 @@ INTERACTING: list[tuple[str, str]] = [
             "rate_limiter",
             "observability:prometheus",
             "observability:otel",
+        )
+    ),
+    # A pipeline tests against the chosen services, runs promtool and checks the deployment files.
+    *(
+        ("ci", question)
+        for question in (
+            "database",
+            "rate_limiter",
+            "observability:prometheus",
+            "deployment:compose",
+            "deployment:kubernetes",
         )
     ),
 ]
