@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from harness import IN_CI, ROOT, install, run
+from harness import IN_CI, ROOT, install, render_variants, run
 from pytest_copie.plugin import Copie
 from servers import Unavailable, fresh_database, postgres_server
 from variants import VARIANTS, Variant
@@ -93,6 +93,13 @@ def project(request: pytest.FixtureRequest, copie_session: Copie) -> Project:
         )
     install(result.project_dir, str(result.answers["python_version"]))
     return Project(variant, result.project_dir, result.answers)
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every variant's files by variant id, rendered once per session and xdist worker
+    (in process, copy-time tasks skipped: `harness.render_variants`)."""
+    return dict(render_variants(tmp_path_factory.mktemp("render-all")))
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,26 @@ BIN = Path(sys.executable).parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+# checkov pins an older `packaging` than pytest, so it runs in an environment of its own (uv's
+# cache keeps it between runs); --skip-download: no call to its vendor's API.
+CHECKOV_VERSION = "3.3.30"
+
+
+def checkov_command() -> list[str]:
+    return [
+        tool("uv"),
+        "tool",
+        "run",
+        "--quiet",
+        "--from",
+        f"checkov=={CHECKOV_VERSION}",
+        "checkov",
+        "--quiet",
+        "--compact",
+        "--skip-download",
+    ]
+
+
 def tool(name: str) -> str:
     """A tool installed next to this interpreter (the template's own environment)."""
     candidate = BIN / name

@@ -11,7 +11,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from harness import render_variants
+
+# With test_ci.py (and any other user of the `rendered` fixture) on one xdist worker, so the
+# variants are rendered once.
+pytestmark = pytest.mark.xdist_group("rendered")
 
 # A run of this many meaningful lines written twice in one generated project is copy-paste.
 DUPLICATE_RUN = 8
@@ -21,11 +24,6 @@ SKIPPED_LINE = re.compile(
     r"^(#.*|from .* import .*|import .*|[\])}:,]+|\"\"\"|pass|\.\.\.|\*?\w+: [\w.\[\], |]+,"
     r"|\) -> .*:)?$"
 )
-
-
-@pytest.fixture(scope="session")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return dict(render_variants(tmp_path_factory.mktemp("render-all")))
 
 
 def meaningful_lines(path: Path) -> list[tuple[int, str]]:
