@@ -96,11 +96,22 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This checkout as a template repository with its releases tagged, and the next version
     tagged on the current work (uncommitted changes included)."""
     repo = tmp_path_factory.mktemp("template") / "copier-hardened-fastapi"
+    # A clone of its own, so that the commit and the tags below stay there (a copy of a git
+    # worktree's `.git` file would point back at the shared repository); then the working
+    # tree's files, uncommitted changes included.
+    git(ROOT, "clone", "--quiet", "--no-checkout", str(ROOT), str(repo))
     shutil.copytree(
         ROOT,
         repo,
+        dirs_exist_ok=True,
         ignore=shutil.ignore_patterns(
-            ".venv", "my-service", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"
+            ".git",
+            ".venv",
+            "my-service",
+            ".mypy_cache",
+            ".ruff_cache",
+            ".pytest_cache",
+            "__pycache__",
         ),
     )
     git(repo, "add", "--all")
