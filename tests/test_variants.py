@@ -16,9 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import schemathesis
 from auth_helpers import auth_boot_env, credentials
 from conftest import Project, unavailable
 from harness import BIN, Service, run, serving, uv_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
 from servers import Unavailable, redis_server
 
 pytestmark = pytest.mark.variant
@@ -298,6 +303,14 @@ def read_response(sock: socket.socket) -> bytes:
 
 
 BOOT_ENV = {"MAX_REQUEST_BODY_BYTES": "1000", "SHUTDOWN_DRAIN_SECONDS": "1.5"}
+# Quotas out of reach, so that Schemathesis reaches the routes rather than 429.
+UNLIMITED_ENV = {
+    "RATE_LIMIT_DEFAULT": "1000000/minute",
+    "RATE_LIMIT_AUTHENTICATED": "1000000/minute",
+    "RATE_LIMIT_LOGIN": "1000000/minute",
+}
+# Generated requests per operation and caller (anonymous, and an admin where there is one).
+SCHEMATHESIS_EXAMPLES = 5
 
 
 @pytest.fixture(scope="session")
@@ -315,14 +328,25 @@ def service_env(project: Project, database_env: dict[str, str]) -> Iterator[dict
 
 class TestBoot:
     def test_probes_over_http(self, project: Project, service_env: dict[str, str]) -> None:
+        env = {**service_env, **BOOT_ENV, **UNLIMITED_ENV}
         with (
             auth_boot_env(project) as auth_env,
-            serving(project.path, project.slug, {**service_env, **BOOT_ENV, **auth_env}) as service,
+            serving(project.path, project.slug, {**env, **auth_env}) as service,
         ):
+            slow_head = SlowHead(service)
+            slow_head.start()
             check_probes(service, project)
+            headers = {}
             if project["database"] != "none":
-                check_items(service, credentials(project, service))
+                headers = credentials(project, service)
+                check_items(service, headers)
+            check_no_server_error(service, headers)
+            check_head_bounds(service)
+            slow_head.join(20)
             code = service.stop(signal.SIGTERM)
+        # A head still incomplete 10 s after the connection opened is cut off with 408.
+        assert slow_head.answer.startswith(b"HTTP/1.1 408 "), slow_head.answer[:200]
+        assert 9.5 <= slow_head.elapsed <= 13, slow_head.elapsed
         assert code == 0, service.output
         assert "Traceback" not in service.output
 
@@ -361,6 +385,31 @@ class TestBoot:
         if project["database"] != "none":
             assert events.index("database.closed") < events.index("shutdown.complete")
         assert elapsed >= 1.5, "the drain period was skipped"
+
+
+class SlowHead(threading.Thread):
+    """A client that sends its request head one header a second, until the server hangs up."""
+
+    def __init__(self, service: Service) -> None:
+        super().__init__(daemon=True)
+        self.service = service
+        self.answer = b""
+        self.elapsed = 0.0
+
+    def run(self) -> None:
+        started = time.monotonic()
+        with raw_request(self.service.port, b"GET /health/live HTTP/1.1\r\nHost: x\r\n") as sock:
+            sock.settimeout(1)
+            try:
+                while not self.answer:
+                    try:
+                        self.answer = sock.recv(65536) or b"closed"
+                    except TimeoutError:
+                        sock.sendall(b"X-Slow: 1\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                self.answer = b"reset"
+            self.answer += read_response(sock) if self.answer.startswith(b"HTTP") else b""
+        self.elapsed = time.monotonic() - started
 
 
 class SlowRequest(threading.Thread):
@@ -457,6 +506,47 @@ def check_probes(service: Service, project: Project) -> None:
     assert access["route"] == "/health/live" and access["status"] == 200
     # X-Forwarded-For is ignored unless the peer is one of TRUSTED_PROXIES (none here).
     assert client_seen(service, forwarded_for="203.0.113.9") == "127.0.0.1"
+
+
+def check_no_server_error(service: Service, headers: dict[str, str]) -> None:
+    """Schemathesis over HTTP: requests that the OpenAPI document allows, and requests that
+    it refuses, for every operation, anonymously and with `headers`; none may get a 5xx."""
+    sent = operations = 0
+    for caller in [{}, headers] if headers else [{}]:
+        schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
+        schema.config.update(headers=caller)  # sent with every request, never mutated
+        for path in schema:
+            for method in schema[path]:
+                operation = schema[path][method]
+                operations += 1
+                cases = st.one_of([operation.as_strategy(mode) for mode in GenerationMode])
+
+                @given(case=cases)
+                @settings(
+                    max_examples=SCHEMATHESIS_EXAMPLES,
+                    deadline=None,
+                    database=None,
+                    suppress_health_check=list(HealthCheck),
+                )
+                def answered_without_server_error(case: schemathesis.Case) -> None:
+                    nonlocal sent
+                    case.call_and_validate(checks=[not_a_server_error], timeout=10)
+                    sent += 1
+
+                answered_without_server_error()
+    print(f"schemathesis: {operations} operation runs, {sent} requests, no 5xx")
+
+
+def check_head_bounds(service: Service) -> None:
+    """`serve` bounds each request head: over 32 KiB or over 100 headers is 431."""
+    large = f"X-Large: {'a' * 32 * 1024}\r\n"
+    many = "".join(f"X-{n}: 1\r\n" for n in range(100))
+    for extra in (large, many):
+        head = f"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"
+        with raw_request(service.port, head.encode()) as sock:
+            answer = read_response(sock)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert b"application/problem+json" in answer
 
 
 def access_log(service: Service, request_id: str) -> dict[str, object]:

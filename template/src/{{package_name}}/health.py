@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from .lifecycle import Lifecycle
-from .problems import problem_response
+from .problems import problem_response, problem_responses
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -79,7 +79,13 @@ def install_health(app: FastAPI) -> None:
     """
     app.add_api_route("/health/live", live, methods=["GET"], tags=["health"])
     # These two answer either a report or a problem response.
+    unavailable = problem_responses(503)
     for name, endpoint in (("startup", startup), ("ready", ready)):
         app.add_api_route(
-            f"/health/{name}", endpoint, methods=["GET"], tags=["health"], response_model=None
+            f"/health/{name}",
+            endpoint,
+            methods=["GET"],
+            tags=["health"],
+            response_model=None,
+            responses=unavailable,
         )

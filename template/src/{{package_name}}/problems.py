@@ -11,13 +11,39 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import Send
 
 from .log import request_id
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """The body of every error response; some add members (`errors` for 422, `checks`)."""
+
+    type: str = Field(examples=["about:blank"])
+    title: str = Field(examples=["Not Found"])
+    status: int = Field(ge=400, le=599)
+    detail: str
+    request_id: str | None = Field(description="The X-Request-ID of the request")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="422 only: each invalid field's loc, msg and type"
+    )
+
+
+_PROBLEM_CONTENT = {PROBLEM_CONTENT_TYPE: {"schema": Problem.model_json_schema()}}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries: each of `statuses` answers application/problem+json."""
+    return {
+        status: {"description": HTTPStatus(status).phrase, "content": _PROBLEM_CONTENT}
+        for status in statuses
+    }
 
 
 def problem_body(status: int, detail: str, extensions: Mapping[str, Any] | None = None) -> bytes:
@@ -72,13 +98,26 @@ def _default_detail(status: int) -> str:
     return HTTPStatus(status).description or HTTPStatus(status).phrase
 
 
+def _allowed_methods(request: Request) -> str:
+    """The methods of every route at the request's path (Starlette's 405 names only the first
+    route's, and a path such as /api/v1/items has one route per method)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return ", ".join(sorted(methods))
+
+
 async def _http_exception(request: Request, exc: HTTPException) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else _default_detail(exc.status_code)
+    headers = exc.headers
     if exc.status_code == HTTPStatus.NOT_FOUND and exc.detail == "Not Found":
         detail = f"No resource at {request.url.path}"
     if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem_response(request, exc.status_code, detail, headers=exc.headers)
+        headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
+    return problem_response(request, exc.status_code, detail, headers=headers)
 
 
 def _public_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:

@@ -13,10 +13,21 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, HTTPException, Request, status
 
+from ..problems import problem_responses
 from .credentials import AuthenticationError, Identity
-from .scheme import CHALLENGE, optional_identity
+from .scheme import CHALLENGE, REFUSALS, optional_identity
 
-__all__ = ["Identity", "optional_identity", "require_identity", "require_role", "unauthorized"]
+__all__ = [
+    "IDENTITY_RESPONSES",
+    "Identity",
+    "optional_identity",
+    "require_identity",
+    "require_role",
+    "unauthorized",
+]
+
+# The OpenAPI answers of a route behind `require_identity`.
+IDENTITY_RESPONSES = problem_responses(*REFUSALS)
 
 logger = structlog.get_logger(__name__)
 

@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from .identity import Identity, require_identity
+from .identity import IDENTITY_RESPONSES, Identity, require_identity
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=IDENTITY_RESPONSES)
 
 
 class IdentityRead(BaseModel):
