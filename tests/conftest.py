@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import containers
 import pytest
 from harness import IN_CI, ROOT, install, render_variants, run
 from pytest_copie.plugin import Copie
@@ -35,11 +36,25 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
+    container_seconds = sum(
+        report.duration
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "nodeid", "").startswith(("tests/test_container.py", "tests/test_compose.py"))
+        and getattr(report, "when", None) in {"setup", "call", "teardown"}
+    )
+    if container_seconds:
+        terminalreporter.write_line(
+            f"container tests: {container_seconds:.0f} s (setup, call and teardown, all workers)"
+        )
     if IN_CI and terminalreporter.stats.get("skipped"):
         terminalreporter.write_line("CI: skipped tests count as failures", red=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not hasattr(session.config, "workerinput"):
+        # The whole run is over (xdist workers included): stop a dockerd the tests started.
+        containers.stop_engine()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if IN_CI and reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
         session.exitstatus = 1
@@ -100,6 +115,15 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every variant's files by variant id, rendered once per session and xdist worker
     (in process, copy-time tasks skipped: `harness.render_variants`)."""
     return dict(render_variants(tmp_path_factory.mktemp("render-all")))
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """A Docker engine (started when none runs; stopped when the run ends)."""
+    try:
+        containers.ensure_engine()
+    except containers.EngineUnavailable as error:
+        unavailable(f"Docker engine: {error}")
 
 
 @pytest.fixture(scope="session")
