@@ -9,6 +9,7 @@ real `copier` CLI through `harness.render`; tests/README.md lists which tests us
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-copie renders the template named by --template (default: the current directory);
     # this suite's template is the repository it lives in, wherever pytest is started from.
     config.option.template = str(ROOT)
+    # The copy task `uv lock` needs an interpreter of the project's Python version and would
+    # otherwise try to download one (unreachable here): offer pyenv's, as harness.install does.
+    interpreters = [
+        str(path.parent)
+        for path in sorted(Path.home().glob(".pyenv/versions/3.1[0-9].*/bin/python3"))
+    ]
+    if interpreters:
+        os.environ["PATH"] = os.pathsep.join([*interpreters, os.environ.get("PATH", "")])
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
@@ -40,7 +49,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
         report.duration
         for reports in terminalreporter.stats.values()
         for report in reports
-        if getattr(report, "nodeid", "").startswith(("tests/test_container.py", "tests/test_compose.py"))
+        if getattr(report, "nodeid", "").startswith(
+            ("tests/test_container.py", "tests/test_compose.py")
+        )
         and getattr(report, "when", None) in {"setup", "call", "teardown"}
     )
     if container_seconds:

@@ -140,8 +140,10 @@ def remove_engine_leftovers() -> None:
         chains = [line.split()[1] for line in rules if line.startswith("-N DOCKER")]
         for rule in rules:
             words = shlex.split(rule)
-            if words[:1] == ["-A"] and words[1] not in chains and (
-                "docker0" in words or any(w.startswith("DOCKER") for w in words)
+            if (
+                words[:1] == ["-A"]
+                and words[1] not in chains
+                and ("docker0" in words or any(w.startswith("DOCKER") for w in words))
             ):
                 subprocess.run(["iptables", "-t", table, "-D", *words[1:]], capture_output=True)
         for chain in chains:
@@ -212,11 +214,20 @@ def python_image(minor: str) -> str:
         context = Path(work)
         subprocess.run(
             [
-                "tar", "-C", str(source), "-c",
-                "--exclude=test", "--exclude=idlelib", "--exclude=tkinter",
-                "--exclude=turtledemo", "--exclude=*.a", "--exclude=*.pth",
-                "-f", str(context / "python.tar"), ".",
-            ],  # fmt: skip
+                "tar",
+                "-C",
+                str(source),
+                "-c",
+                "--exclude=test",
+                "--exclude=idlelib",
+                "--exclude=tkinter",
+                "--exclude=turtledemo",
+                "--exclude=*.a",
+                "--exclude=*.pth",
+                "-f",
+                str(context / "python.tar"),
+                ".",
+            ],
             check=True,
         )
         shutil.copy(CA_BUNDLE, context / "machine-ca.crt")
@@ -399,9 +410,11 @@ def image_layers_containing(tag: str, needles: Sequence[str]) -> dict[str, list[
                 contents = subprocess.Popen(
                     ["tar", "-xOf", str(out / layer)], stdout=subprocess.PIPE
                 )
+                assert contents.stdout is not None
                 grep = subprocess.run(
                     ["grep", "-a", "-q", "-F", "-e", needle], stdin=contents.stdout
                 )
+                contents.stdout.close()  # tar stops (SIGPIPE) once grep has found it
                 contents.wait()
                 if grep.returncode == 0:
                     found[needle].append(layer)

@@ -110,7 +110,9 @@ def test_services_follow_the_answers(project: Project) -> None:
         if name in services:
             assert services[name]["profiles"] == ["monitoring"]
     if "prometheus" in services:
-        mounts = {volume["target"]: volume["source"] for volume in services["prometheus"]["volumes"]}
+        mounts = {
+            volume["target"]: volume["source"] for volume in services["prometheus"]["volumes"]
+        }
         assert mounts["/etc/prometheus/prometheus.yml"].endswith("monitoring/prometheus.yml")
         assert mounts["/etc/prometheus/alerts.yml"].endswith("monitoring/alerts.yml")
         grafana = {volume["target"]: volume["source"] for volume in services["grafana"]["volumes"]}
@@ -155,10 +157,19 @@ def test_stack_migrates_serves_and_keeps_data_across_a_restart(
     started = time.monotonic()
     up = compose(project, "up", "--build", "--wait", env=env, timeout=900)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-    print(f"\n{project.variant.id}: compose up --build --wait took {time.monotonic() - started:.0f}s")
+    print(
+        f"\n{project.variant.id}: compose up --build --wait took {time.monotonic() - started:.0f}s"
+    )
 
-    listed = compose(project, "ps", "--all", "--format", "json", env=env).stdout
-    states = {entry["Service"]: entry for entry in map(json.loads, listed.split("\n")) if entry}
+    listed = compose(project, "ps", "--all", "--format", "json", env=env).stdout.strip()
+    # One JSON object per line (Compose >= 2.21) or one array (older).
+    entries = (
+        json.loads(listed)
+        if listed.startswith("[")
+        else [json.loads(line) for line in listed.splitlines() if line.strip()]
+    )
+    states = {entry["Service"]: entry for entry in entries}
+    assert set(states) == {"app", "migrate", "postgres", "redis"}, listed
     assert states["migrate"]["State"] == "exited" and states["migrate"]["ExitCode"] == 0
     migrate_log = compose(project, "logs", "migrate", env=env).stdout
     assert "is at revision head" in migrate_log
