@@ -25,18 +25,16 @@ import pytest
 from auth_helpers import PASSWORD, log_in
 from conftest import Project
 from containers import docker, image_layers_containing, stand_ins_for
-from harness import render_variants, tool
+from harness import checkov_command, tool
 from test_variants import SlowRequest
 
-CHECKOV = ["checkov==3.3.30"]
 BOOTED = ("default", "open-pg-redis")
 
 
 @pytest.fixture(scope="module")
-def dockerfiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def dockerfiles(rendered: dict[str, Path]) -> dict[str, Path]:
     """Every variant's Dockerfile (rendered without the copy tasks: the files alone)."""
-    rendered = render_variants(tmp_path_factory.mktemp("dockerfiles"))
-    return {variant: path / "Dockerfile" for variant, path in rendered}
+    return {variant: path / "Dockerfile" for variant, path in rendered.items()}
 
 
 def test_hadolint_finds_nothing_in_any_variant(dockerfiles: dict[str, Path]) -> None:
@@ -55,20 +53,13 @@ def test_checkov_passes_every_variants_dockerfile(dockerfiles: dict[str, Path]) 
     root = next(iter(dockerfiles.values())).parents[1]
     result = subprocess.run(
         [
-            tool("uv"),
-            "tool",
-            "run",
-            "--from",
-            *CHECKOV,
-            "checkov",
+            *checkov_command(),
             "--directory",
             str(root),
             "--framework",
             "dockerfile",
-            "--skip-download",
             "--output",
             "json",
-            "--quiet",
         ],
         capture_output=True,
         text=True,
