@@ -100,8 +100,9 @@ class Running:
         return state
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def image(project: Project, engine: None) -> Iterator[str]:
+    """The variant's image, built once per session and worker (removed at the end)."""
     stand_ins_for(project.path / "Dockerfile")
     tag = f"chfa-test/{project.variant.id}:{secrets.token_hex(4)}"
     started = time.monotonic()
