@@ -8,6 +8,10 @@ Running it again changes nothing. Secrets never enter `.copier-answers.yml` (`.e
 git-ignored and written readable only by its owner).
 
 Usage: write_env.py [SECRET_VARIABLE ...] (empty arguments are ignored)
+
+A name written `compose:NAME` is a secret of the Compose stack (the database password), read
+by compose.yaml rather than by the service's settings: `.env.example` does not list it, and it
+is added at the end of `.env` under its own comment.
 """
 
 from __future__ import annotations
@@ -65,8 +69,23 @@ def append_secrets(target: Path, names: list[str]) -> None:
         handle.write(separator + "\n".join(lines) + "\n")
 
 
+STACK_SECRETS_COMMENT = (
+    "# Secrets of the Compose stack (read by compose.yaml, not by the service's settings)."
+)
+
+
+def stack_secrets(names: list[str]) -> str:
+    if not names:
+        return ""
+    lines = [STACK_SECRETS_COMMENT, *(f"{name}={new_secret()}" for name in names)]
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
-    names = [name for name in argv if name]
+    given = [name for name in argv if name]
+    stack = [name.removeprefix("compose:") for name in given if name.startswith("compose:")]
+    settings = [name for name in given if not name.startswith("compose:")]
+    names = settings + stack
     target = Path(".env")
     if target.exists():
         missing = missing_secrets(target.read_text(encoding="utf-8"), names)
@@ -80,7 +99,7 @@ def main(argv: list[str]) -> int:
     if not example.is_file():
         print("write_env: .env.example is missing; nothing to write", file=sys.stderr)
         return 1
-    content = render(example.read_text(encoding="utf-8"), names)
+    content = render(example.read_text(encoding="utf-8"), settings) + stack_secrets(stack)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(content)

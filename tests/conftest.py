@@ -9,11 +9,13 @@ real `copier` CLI through `harness.render`; tests/README.md lists which tests us
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import containers
 import pytest
 from harness import IN_CI, ROOT, install, render_variants, run
 from pytest_copie.plugin import Copie
@@ -32,14 +34,38 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-copie renders the template named by --template (default: the current directory);
     # this suite's template is the repository it lives in, wherever pytest is started from.
     config.option.template = str(ROOT)
+    # The copy task `uv lock` needs an interpreter of the project's Python version and would
+    # otherwise try to download one (unreachable here): offer pyenv's, as harness.install does.
+    interpreters = [
+        str(path.parent)
+        for path in sorted(Path.home().glob(".pyenv/versions/3.1[0-9].*/bin/python3"))
+    ]
+    if interpreters:
+        os.environ["PATH"] = os.pathsep.join([*interpreters, os.environ.get("PATH", "")])
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
+    container_seconds = sum(
+        report.duration
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "nodeid", "").startswith(
+            ("tests/test_container.py", "tests/test_compose.py")
+        )
+        and getattr(report, "when", None) in {"setup", "call", "teardown"}
+    )
+    if container_seconds:
+        terminalreporter.write_line(
+            f"container tests: {container_seconds:.0f} s (setup, call and teardown, all workers)"
+        )
     if IN_CI and terminalreporter.stats.get("skipped"):
         terminalreporter.write_line("CI: skipped tests count as failures", red=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not hasattr(session.config, "workerinput"):
+        # The whole run is over (xdist workers included): stop a dockerd the tests started.
+        containers.stop_engine()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if IN_CI and reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
         session.exitstatus = 1
@@ -100,6 +126,15 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every variant's files by variant id, rendered once per session and xdist worker
     (in process, copy-time tasks skipped: `harness.render_variants`)."""
     return dict(render_variants(tmp_path_factory.mktemp("render-all")))
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """A Docker engine (started when none runs; stopped when the run ends)."""
+    try:
+        containers.ensure_engine()
+    except containers.EngineUnavailable as error:
+        unavailable(f"Docker engine: {error}")
 
 
 @pytest.fixture(scope="session")
