@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 import yaml
 from conftest import unavailable
-from harness import ROOT, tool
+from harness import ROOT, checkov_command, tool
 from variants import VARIANTS, Variant
 
 # The Kubernetes version the manifests are validated against (kubernetes-validate ships the
@@ -126,27 +126,16 @@ def build(directory: Path) -> None:
         timeout=300,
     )
     (directory / "validation.txt").write_text(validation.stdout + validation.stderr)
-    # checkov pins an older `packaging` than pytest needs: it runs from its own locked
-    # dependency group in a separate environment.
     checkov = subprocess.run(
         [
-            tool("uv"),
-            "run",
-            "--frozen",
-            "--isolated",
-            "--no-default-groups",
-            "--only-group",
-            "checkov",
-            "checkov",
+            *checkov_command(),
             "--directory",
             str(manifests),
             "--framework",
             "kubernetes",
-            "--skip-download",
             "--output",
             "json",
         ],
-        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
