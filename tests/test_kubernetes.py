@@ -126,9 +126,10 @@ def build(directory: Path) -> None:
         timeout=300,
     )
     (directory / "validation.txt").write_text(validation.stdout + validation.stderr)
+    # Without --quiet: the report keeps the passed and skipped checks too.
     checkov = subprocess.run(
         [
-            *checkov_command(),
+            *(arg for arg in checkov_command() if arg != "--quiet"),
             "--directory",
             str(manifests),
             "--framework",
