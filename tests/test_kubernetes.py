@@ -1,0 +1,619 @@
+"""The Kubernetes manifests of every variant that asks for them, checked without a cluster.
+
+Each variant is rendered once (tasks skipped) and each overlay built with `kubectl kustomize`.
+The output must pass `kubernetes-validate --strict` for KUBERNETES_VERSION (the operator's
+custom resources: their vendored schemas, made strict), checkov with no failed check (a skip
+needs its reason inline), the restricted Pod Security Standard field by field, and reflect
+the variant's answers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from conftest import unavailable
+from harness import ROOT, checkov_command, tool
+from variants import VARIANTS, Variant
+
+# The Kubernetes version the manifests are validated against (kubernetes-validate ships the
+# schemas of each version, so this runs offline).
+KUBERNETES_VERSION = "1.34.0"
+OVERLAYS = ("staging", "production")
+KUBERNETES_VARIANTS = [v for v in VARIANTS if v.has("deployment", "kubernetes")]
+SCHEMAS = Path(__file__).parent / "schemas"
+CUSTOM_RESOURCES = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor_v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule_v1.json",
+}
+POD_TEMPLATES = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+# Volume types the restricted Pod Security Standard admits.
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+parametrize_variants = pytest.mark.parametrize(
+    "variant", KUBERNETES_VARIANTS, ids=[v.id for v in KUBERNETES_VARIANTS]
+)
+
+
+@dataclass
+class Built:
+    """One variant's rendered project and the output of `kubectl kustomize` per overlay."""
+
+    project: Path
+    overlays: dict[str, Path]
+
+    def documents(self, overlay: str) -> list[dict[str, Any]]:
+        text = self.overlays[overlay].read_text(encoding="utf-8")
+        return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def kustomize(directory: Path) -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        unavailable("kubectl is not installed (it builds the Kustomize overlays)")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"kubectl kustomize {directory}:\n{result.stderr}"
+    return result.stdout
+
+
+def render(target: Path, variants: list[Variant]) -> Iterator[tuple[str, Path]]:
+    """Render `variants` with tasks skipped, from a plain copy of the working tree: copier
+    renders a git repository from a clone, which costs a second or two per variant here."""
+    import copier
+
+    source = target / "template-source"
+    source.mkdir(parents=True)
+    shutil.copy2(ROOT / "copier.yml", source)
+    for directory in ("template", "hooks"):
+        shutil.copytree(ROOT / directory, source / directory)
+    for variant in variants:
+        dest = target / variant.id
+        copier.run_copy(
+            str(source),
+            dest,
+            data=dict(variant.answers),
+            defaults=True,
+            unsafe=True,
+            quiet=True,
+            skip_tasks=True,
+        )
+        yield variant.id, dest
+
+
+def build(directory: Path) -> None:
+    """Render every variant, build each overlay, then run kubernetes-validate and checkov once
+    over all of them (each takes seconds to start): validation.txt and checkov.json."""
+    manifests = directory / "manifests"
+    manifests.mkdir()
+    for variant_id, project in render(directory / "render", KUBERNETES_VARIANTS):
+        for overlay in OVERLAYS:
+            (manifests / f"{variant_id}--{overlay}.yaml").write_text(
+                kustomize(project / "deploy" / "kubernetes" / "overlays" / overlay),
+                encoding="utf-8",
+            )
+    files = sorted(str(path) for path in manifests.iterdir())
+    validation = subprocess.run(
+        [
+            tool("kubernetes-validate"),
+            "--strict",
+            "--kubernetes-version",
+            KUBERNETES_VERSION,
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    (directory / "validation.txt").write_text(validation.stdout + validation.stderr)
+    # Without --quiet: the report keeps the passed and skipped checks too.
+    checkov = subprocess.run(
+        [
+            *(arg for arg in checkov_command() if arg != "--quiet"),
+            "--directory",
+            str(manifests),
+            "--framework",
+            "kubernetes",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert checkov.stdout.startswith(("{", "[")), f"checkov failed:\n{checkov.stderr[-3000:]}"
+    (directory / "checkov.json").write_text(checkov.stdout)
+
+
+@pytest.fixture(scope="module")
+def built_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output of `build`, made once per run: the xdist workers share it (the first one
+    builds it while the other waits for the lock)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    directory = shared / "kubernetes-manifests"
+    with (shared / "kubernetes-manifests.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (directory / "done").exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            build(directory)
+            (directory / "done").touch()
+    return directory
+
+
+@pytest.fixture(scope="module")
+def built(built_directory: Path) -> dict[str, Built]:
+    return {
+        variant.id: Built(
+            built_directory / "render" / variant.id,
+            {
+                overlay: built_directory / "manifests" / f"{variant.id}--{overlay}.yaml"
+                for overlay in OVERLAYS
+            },
+        )
+        for variant in KUBERNETES_VARIANTS
+    }
+
+
+@pytest.fixture(scope="module")
+def validation(built_directory: Path) -> str:
+    """The report of `kubernetes-validate --strict`, one line per resource."""
+    return (built_directory / "validation.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def checkov_report(built_directory: Path) -> dict[str, Any]:
+    report = json.loads((built_directory / "checkov.json").read_text())
+    return report[0] if isinstance(report, list) else report
+
+
+def pod_specs(documents: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(kind/name, pod spec) of every object that makes pods."""
+    for doc in documents:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in POD_TEMPLATES:
+            yield name, doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "CronJob":
+            yield name, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        elif doc["kind"] == "Pod":
+            yield name, doc["spec"]
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """Every field of the restricted Pod Security Standard (baseline included) that this pod
+    spec breaks, plus the hardening the template promises: fixed UID/GID, read-only root
+    filesystem with /tmp on an emptyDir, no service account token."""
+    found = []
+    pod_context = pod.get("securityContext", {})
+    for field in ("hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace"):
+        if pod.get(field):
+            found.append(f"pod: {field} is set")
+    if pod.get("automountServiceAccountToken") is not False:
+        found.append("pod: automountServiceAccountToken is not false")
+    if pod_context.get("runAsNonRoot") is not True:
+        found.append("pod: runAsNonRoot is not true")
+    for field in ("runAsUser", "runAsGroup", "fsGroup"):
+        if not isinstance(pod_context.get(field), int) or pod_context[field] < 1:
+            found.append(f"pod: {field} is not a fixed non-root id")
+    if pod_context.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        found.append("pod: seccompProfile is not RuntimeDefault")
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    for name, volume in volumes.items():
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            found.append(f"volume {name}: {', '.join(sorted(kinds))} is not allowed")
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        where = f"container {container['name']}"
+        context = container.get("securityContext", {})
+        if context.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{where}: allowPrivilegeEscalation is not false")
+        if context.get("privileged"):
+            found.append(f"{where}: privileged")
+        if context.get("capabilities", {}).get("drop") != ["ALL"]:
+            found.append(f"{where}: capabilities.drop is not [ALL]")
+        if set(context.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append(f"{where}: adds capabilities")
+        if context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is not True:
+            found.append(f"{where}: runAsNonRoot is not true")
+        if context.get("runAsUser", pod_context.get("runAsUser")) in (None, 0):
+            found.append(f"{where}: runs as root")
+        seccomp = context.get("seccompProfile", pod_context.get("seccompProfile", {}))
+        if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{where}: seccompProfile is not RuntimeDefault")
+        if context.get("readOnlyRootFilesystem") is not True:
+            found.append(f"{where}: readOnlyRootFilesystem is not true")
+        if context.get("procMount", "Default") != "Default":
+            found.append(f"{where}: procMount")
+        if any(port.get("hostPort") for port in container.get("ports", [])):
+            found.append(f"{where}: hostPort")
+        tmp = [mount for mount in container.get("volumeMounts", []) if mount["mountPath"] == "/tmp"]
+        if not tmp or "emptyDir" not in volumes.get(tmp[0]["name"], {}):
+            found.append(f"{where}: /tmp is not an emptyDir")
+        resources = container.get("resources", {})
+        for kind in ("requests", "limits"):
+            if set(resources.get(kind, {})) != {"cpu", "memory"}:
+                found.append(f"{where}: {kind} lack cpu or memory")
+    return found
+
+
+def strict(schema: Any) -> Any:
+    """The schema with unknown properties refused wherever it lists the known ones."""
+    if isinstance(schema, dict):
+        schema = {key: strict(value) for key, value in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [strict(item) for item in schema]
+    return schema
+
+
+def by_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in documents if doc["kind"] == kind]
+
+
+def one(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(documents, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def settings(documents: list[dict[str, Any]]) -> dict[str, str]:
+    config_map = one(documents, "ConfigMap")
+    data: dict[str, str] = config_map["data"]
+    return data
+
+
+def expected_secret_keys(variant: Variant) -> set[str]:
+    keys = set()
+    if variant.has("database", "postgresql"):
+        keys.add("DATABASE_URL")
+    if variant.has("auth", "jwt", "jwt_api_key"):
+        keys.add("JWT_SECRET_KEY")
+    if variant.has("auth", "api_key") and variant.has("database", "none"):
+        keys.add("API_KEY_HASHES")
+    if variant.has("rate_limiter", "redis"):
+        keys.add("REDIS_URL")
+    if variant.has("observability", "prometheus"):
+        keys.add("METRICS_TOKEN")
+    if variant.has("observability", "sentry"):
+        keys.add("SENTRY_DSN")
+    return keys
+
+
+def expected_egress_ports(variant: Variant) -> set[int]:
+    ports = {53}
+    if variant.has("database", "postgresql"):
+        ports.add(5432)
+    if variant.has("rate_limiter", "redis"):
+        ports.add(6379)
+    if variant.has("auth", "oidc") or variant.has("observability", "sentry"):
+        ports.add(443)
+    if variant.has("observability", "otel"):
+        ports.add(4318)
+    return ports
+
+
+def test_restricted_violations_finds_each_broken_field() -> None:
+    container = {
+        "name": "app",
+        "securityContext": {"capabilities": {"drop": ["NET_RAW"], "add": ["SYS_ADMIN"]}},
+        "ports": [{"containerPort": 8000, "hostPort": 8000}],
+    }
+    pod = {
+        "hostNetwork": True,
+        "containers": [container],
+        "volumes": [{"name": "h", "hostPath": {}}],
+    }
+    found = "\n".join(restricted_violations(pod))
+    for broken in (
+        "hostNetwork",
+        "automountServiceAccountToken",
+        "pod: runAsNonRoot",
+        "runAsUser is not a fixed",
+        "pod: seccompProfile",
+        "hostPath is not allowed",
+        "app: allowPrivilegeEscalation",
+        "app: capabilities.drop",
+        "app: adds capabilities",
+        "app: runs as root",
+        "app: readOnlyRootFilesystem",
+        "app: hostPort",
+        "app: /tmp is not an emptyDir",
+        "app: limits lack",
+    ):
+        assert broken in found
+
+
+@parametrize_variants
+def test_overlays_pass_kubernetes_validate_strict(
+    variant: Variant, built: dict[str, Built], validation: str
+) -> None:
+    custom = {kind for _, kind in CUSTOM_RESOURCES}
+    for overlay, path in built[variant.id].overlays.items():
+        lines = [line for line in validation.splitlines() if f" {path} " in f"{line} "]
+        problems = [line for line in lines if not line.startswith(("INFO", "WARN"))]
+        assert problems == [], "\n".join(lines)
+        passed = sorted(
+            line.split(" passed for resource ")[1].split(" against ")[0]
+            for line in lines
+            if " passed for resource " in line
+        )
+        expected = sorted(
+            f"{doc['kind'].lower()}/{doc['metadata']['name']}"
+            for doc in built[variant.id].documents(overlay)
+            if doc["kind"] not in custom
+        )
+        assert passed == expected, "\n".join(lines)
+        # The custom resources have no schema there: the next test checks them.
+        skipped = [line for line in lines if line.startswith("WARN")]
+        assert all("Couldn't find schema for kind" in line for line in skipped), skipped
+
+
+@parametrize_variants
+def test_custom_resources_match_the_operator_schemas(
+    variant: Variant, built: dict[str, Built]
+) -> None:
+    for overlay in OVERLAYS:
+        for doc in built[variant.id].documents(overlay):
+            schema_file = CUSTOM_RESOURCES.get((doc["apiVersion"], doc["kind"]))
+            if schema_file is None:
+                continue
+            schema = strict(json.loads((SCHEMAS / schema_file).read_text(encoding="utf-8")))
+            # metadata is the API server's ObjectMeta, which the CRD schema leaves open.
+            schema["properties"]["metadata"].pop("additionalProperties", None)
+            # The operator's patterns are Go regexps ("(?i)" mid-pattern): not checked as
+            # schema, only used.
+            validator = jsonschema.validators.validator_for(schema)(schema)
+            validator.validate(doc)
+
+
+@parametrize_variants
+def test_checkov_fails_no_check(variant: Variant, checkov_report: dict[str, Any]) -> None:
+    results = checkov_report["results"]
+
+    def of_variant(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [c for c in checks if Path(c["file_path"]).name.startswith(f"{variant.id}--")]
+
+    failed = [f"{c['check_id']} {c['resource']}" for c in of_variant(results["failed_checks"])]
+    assert failed == []
+    assert of_variant(results["passed_checks"])
+    for check in of_variant(results["skipped_checks"]):
+        reason = check["check_result"].get("suppress_comment", "")
+        assert len(reason) > 20, f"{check['check_id']} is skipped without a reason"
+
+
+@parametrize_variants
+def test_every_pod_meets_the_restricted_pod_security_standard(
+    variant: Variant, built: dict[str, Built]
+) -> None:
+    for overlay in OVERLAYS:
+        documents = built[variant.id].documents(overlay)
+        namespace = one(documents, "Namespace")
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert one(documents, "ServiceAccount")["automountServiceAccountToken"] is False
+        pods = dict(pod_specs(documents))
+        assert pods
+        assert {name: restricted_violations(pod) for name, pod in pods.items()} == {
+            name: [] for name in pods
+        }
+        for doc in documents:
+            if doc["kind"] != "Namespace":
+                assert doc["metadata"]["namespace"] == namespace["metadata"]["name"]
+
+
+@parametrize_variants
+def test_probes_and_shutdown_follow_the_service_settings(
+    variant: Variant, built: dict[str, Built]
+) -> None:
+    for overlay in OVERLAYS:
+        documents = built[variant.id].documents(overlay)
+        env = settings(documents)
+        pod = one(documents, "Deployment")["spec"]["template"]["spec"]
+        (app,) = pod["containers"]
+        assert app["args"] == ["serve"]
+        port = app["ports"][0]
+        assert (port["name"], port["containerPort"]) == ("http", int(env["PORT"]))
+        assert env["HOST"] == "0.0.0.0"
+        for probe, path in (
+            ("startupProbe", "/health/startup"),
+            ("livenessProbe", "/health/live"),
+            ("readinessProbe", "/health/ready"),
+        ):
+            assert app[probe]["httpGet"] == {"path": path, "port": "http"}
+        drain = float(env["SHUTDOWN_DRAIN_SECONDS"]) + float(env["GRACEFUL_SHUTDOWN_TIMEOUT"])
+        assert pod["terminationGracePeriodSeconds"] > drain
+        service = one(documents, "Service")
+        assert service["spec"]["ports"][0]["targetPort"] == "http"
+        assert service["spec"]["selector"] == pod_labels(documents)
+
+
+def pod_labels(documents: list[dict[str, Any]]) -> dict[str, str]:
+    selector: dict[str, str] = one(documents, "Deployment")["spec"]["selector"]["matchLabels"]
+    return selector
+
+
+@parametrize_variants
+def test_scaling_matches_the_database(variant: Variant, built: dict[str, Built]) -> None:
+    """Stateless pods autoscale and rolling updates never go below the disruption budget;
+    a SQLite file on a volume means one pod, replaced, not rolled."""
+    for overlay in OVERLAYS:
+        documents = built[variant.id].documents(overlay)
+        deployment = one(documents, "Deployment")
+        if variant.has("database", "sqlite"):
+            assert deployment["spec"]["replicas"] == 1
+            assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+            assert by_kind(documents, "HorizontalPodAutoscaler") == []
+            assert by_kind(documents, "PodDisruptionBudget") == []
+            claim = one(documents, "PersistentVolumeClaim")
+            volumes = deployment["spec"]["template"]["spec"]["volumes"]
+            assert {
+                "name": "data",
+                "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]},
+            } in volumes
+            assert settings(documents)["DATABASE_URL"].startswith("sqlite:////app/data/")
+            continue
+        assert "replicas" not in deployment["spec"]
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        autoscaler = one(documents, "HorizontalPodAutoscaler")
+        assert autoscaler["apiVersion"] == "autoscaling/v2"
+        assert autoscaler["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+        budget = one(documents, "PodDisruptionBudget")
+        assert budget["spec"]["selector"]["matchLabels"] == pod_labels(documents)
+        assert 1 <= budget["spec"]["maxUnavailable"] < autoscaler["spec"]["minReplicas"]
+        assert by_kind(documents, "PersistentVolumeClaim") == []
+        spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert {c["topologyKey"] for c in spread} == {
+            "kubernetes.io/hostname",
+            "topology.kubernetes.io/zone",
+        }
+
+
+@parametrize_variants
+def test_overlays_differ_in_image_resources_and_bounds(
+    variant: Variant, built: dict[str, Built]
+) -> None:
+    def shape(overlay: str) -> tuple[Any, ...]:
+        documents = built[variant.id].documents(overlay)
+        app = one(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        bounds = [
+            (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
+            for hpa in by_kind(documents, "HorizontalPodAutoscaler")
+        ]
+        return app["image"], json.dumps(app["resources"]), bounds
+
+    staging, production = shape("staging"), shape("production")
+    assert staging[0] != production[0]
+    assert staging[1] != production[1]
+    if not variant.has("database", "sqlite"):
+        assert staging[2] != production[2]
+    # Both run the image the base names, from the registry each overlay sets, at a fixed tag.
+    for image, _, _ in (staging, production):
+        name, tag = image.rsplit(":", 1)
+        assert name.endswith("/" + slug_of(built[variant.id])), image
+        assert tag not in ("", "latest"), image
+
+
+def slug_of(built: Built) -> str:
+    answers = yaml.safe_load((built.project / ".copier-answers.yml").read_text(encoding="utf-8"))
+    return str(answers["project_slug"])
+
+
+@parametrize_variants
+def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]) -> None:
+    slug = slug_of(built[variant.id])
+    for overlay in OVERLAYS:
+        documents = built[variant.id].documents(overlay)
+        pod = one(documents, "Deployment")["spec"]["template"]["spec"]
+        containers = pod.get("initContainers", []) + pod["containers"]
+
+        # Secrets by reference only, one key per secret the answers need.
+        assert by_kind(documents, "Secret") == []
+        references = [
+            item["valueFrom"]["secretKeyRef"]
+            for container in containers
+            for item in container.get("env", [])
+            if "secretKeyRef" in item.get("valueFrom", {})
+        ]
+        assert {ref["name"] for ref in references} <= {f"{slug}-secrets"}
+        assert {ref["key"] for ref in references} == expected_secret_keys(variant)
+        for container in pod.get("initContainers", []):
+            # `migrate` gets only what its settings cannot start without.
+            keys = {item["name"] for item in container.get("env", [])}
+            assert keys <= {"DATABASE_URL", "JWT_SECRET_KEY"} & expected_secret_keys(variant)
+        for container in containers:
+            assert container["envFrom"] == [
+                {"configMapRef": {"name": one(documents, "ConfigMap")["metadata"]["name"]}}
+            ]
+        assert not set(settings(documents)) & expected_secret_keys(variant)
+
+        # Migrations: an init container of every pod, only with a database; never a Job.
+        init = [c["args"] for c in pod.get("initContainers", [])]
+        assert init == ([["migrate"]] if not variant.has("database", "none") else [])
+        assert by_kind(documents, "Job") == by_kind(documents, "CronJob") == []
+
+        # Egress: DNS and what was chosen, nothing else; HTTP in.
+        policies = {
+            doc["metadata"]["name"]: doc["spec"] for doc in by_kind(documents, "NetworkPolicy")
+        }
+        assert policies["default-deny"] == {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+        }
+        own = policies[slug]
+        assert own["podSelector"]["matchLabels"] == pod_labels(documents)
+        assert own["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+        egress_ports = {port["port"] for rule in own["egress"] for port in rule["ports"]}
+        assert egress_ports == expected_egress_ports(variant)
+        assert all(port["protocol"] in ("TCP", "UDP") for r in own["egress"] for port in r["ports"])
+
+        # Monitoring: only with Prometheus, and the rules are monitoring/alerts.yml's.
+        monitors = by_kind(documents, "ServiceMonitor")
+        rules = by_kind(documents, "PrometheusRule")
+        if variant.has("observability", "prometheus"):
+            (monitor,) = monitors
+            endpoint = monitor["spec"]["endpoints"][0]
+            assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+            assert endpoint["authorization"]["credentials"] == {
+                "name": f"{slug}-secrets",
+                "key": "METRICS_TOKEN",
+            }
+            service = one(documents, "Service")
+            assert monitor["spec"]["selector"]["matchLabels"] == pod_labels(documents)
+            # The Service's name is the job label that the alert rules select.
+            assert service["metadata"]["name"] == slug
+            alerts = yaml.safe_load(
+                (built[variant.id].project / "monitoring" / "alerts.yml").read_text(
+                    encoding="utf-8"
+                )
+            )
+            (rule,) = rules
+            assert rule["spec"] == alerts
+        else:
+            assert monitors == rules == []
+
+        # Settings that follow an answer.
+        env = settings(documents)
+        assert ("OIDC_ISSUER" in env) == variant.has("auth", "oidc")
+        assert ("OTEL_EXPORTER_OTLP_ENDPOINT" in env) == variant.has("observability", "otel")
+        assert ("DATABASE_URL" in env) == variant.has("database", "sqlite")
+
+
+@parametrize_variants
+def test_readme_says_how_to_deploy(variant: Variant, built: dict[str, Built]) -> None:
+    readme = (built[variant.id].project / "README.md").read_text(encoding="utf-8")
+    slug = slug_of(built[variant.id])
+    section = readme.split("\n## Kubernetes\n", 1)[1].split("\n## ", 1)[0]
+    commands = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "kubectl apply -k deploy/kubernetes/overlays/staging" in commands
+    # The Secret with exactly the keys the pods read.
+    keys = expected_secret_keys(variant)
+    literals = {
+        line.split("--from-literal=", 1)[1].split("=", 1)[0]
+        for line in commands.splitlines()
+        if "--from-literal=" in line
+    }
+    assert literals == keys
+    assert (f"create secret generic {slug}-secrets" in commands) == bool(keys)
+    assert ("per pod" in section) == variant.has("rate_limiter", "memory")
+    assert ("init container" in section) == (not variant.has("database", "none"))
