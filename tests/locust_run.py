@@ -52,7 +52,7 @@ def run_locust(
         "--only-summary",
     ]
     env = {**uv_env(), "LOADTEST_USERNAME": username, "LOADTEST_PASSWORD": PASSWORD}
-    result = subprocess.run(  # noqa: S603 (fixed command)
+    result = subprocess.run(
         command,
         cwd=project.path,
         env=env,
