@@ -131,6 +131,7 @@ BENCHMARKS = {
     "breakdown": "breakdown.py",
     "redis-limiter": "redis_limiter.py",
     "speedups": "speedups.py",
+    "load-test": "load_test.py",
 }
 
 

@@ -71,3 +71,47 @@ def test_every_variant_renders(rendered: dict[str, Path]) -> None:
 def test_no_copy_pasted_code_in_any_variant(rendered: dict[str, Path]) -> None:
     found = {variant_id: repeated_runs(path) for variant_id, path in rendered.items()}
     assert {variant_id: runs for variant_id, runs in found.items() if runs} == {}
+
+
+def test_every_alert_has_a_runbook_and_every_runbook_an_alert(
+    rendered: dict[str, Path],
+) -> None:
+    import yaml
+
+    checked = 0
+    for variant_id, root in rendered.items():
+        alerts_file = root / "monitoring" / "alerts.yml"
+        pages = {
+            path.relative_to(root).as_posix()
+            for path in (root / "docs" / "runbooks" / "alerts").glob("*.md")
+        }
+        if not alerts_file.exists():
+            assert pages == set(), f"{variant_id}: runbooks of alerts it does not ship"
+            continue
+        rules = [
+            rule
+            for group in yaml.safe_load(alerts_file.read_text())["groups"]
+            for rule in group["rules"]
+        ]
+        urls = {rule["alert"]: rule["annotations"].get("runbook_url") for rule in rules}
+        assert None not in urls.values(), f"{variant_id}: alerts without a runbook_url: {urls}"
+        assert set(urls.values()) == pages, variant_id
+        for alert, url in urls.items():
+            # Each page names, in its title, every alert that points at it.
+            assert alert in (root / url).read_text().splitlines()[0], f"{variant_id}: {url}"
+        checked += 1
+    assert checked >= 5
+
+
+def test_runbook_index_links_every_runbook(rendered: dict[str, Path]) -> None:
+    for variant_id, root in rendered.items():
+        folder = root / "docs" / "runbooks"
+        index = (folder / "README.md").read_text()
+        linked = set(re.findall(r"\]\(([^)]+\.md)\)", index))
+        pages = {path.relative_to(folder).as_posix() for path in folder.rglob("*.md")}
+        assert linked == pages - {"README.md"}, variant_id
+        for page in pages:
+            for target in re.findall(r"\]\(([^)#]+\.md)\)", (folder / page).read_text()):
+                assert (folder / page).parent.joinpath(target).resolve().exists(), (
+                    f"{variant_id}: {page} links to {target}"
+                )

@@ -100,7 +100,9 @@ TRACES: dict[tuple[str, str], tuple[str, ...]] = {
         "multipart",
     ),
     ("rate_limiter", "none"): (
-        "limits",
+        # The `limits` library (not httpx's connection limits of the outbound client).
+        r"\b(?:from|import) limits\b",
+        r'"limits[<>=]',
         r"rate.?limit",
         "ratelimit",
         "Too many requests",

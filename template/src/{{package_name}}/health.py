@@ -2,8 +2,8 @@
 
 - `/health/live`: the process answers; no dependency is checked (a restart would not help).
 - `/health/startup`: the lifespan has opened every resource.
-- `/health/ready`: each dependency with its status and latency; 503 when one is down or while
-  the service drains before shutting down.
+- `/health/ready`: each dependency with its status and latency (and the details a check
+  returns); 503 when one is down or while the service drains before shutting down.
 """
 
 import asyncio
@@ -18,7 +18,8 @@ from starlette.responses import Response
 from .lifecycle import Lifecycle
 from .problems import problem_response, problem_responses
 
-ReadinessCheck = Callable[[], Awaitable[None]]
+# A check raises when its dependency is down; it may return details to report.
+ReadinessCheck = Callable[[], Awaitable[dict[str, Any] | None]]
 
 logger = structlog.get_logger(__name__)
 
@@ -37,8 +38,9 @@ async def startup(request: Request) -> dict[str, str] | Response:
 async def _run_check(check: ReadinessCheck, budget: float) -> dict[str, Any]:
     started = perf_counter()
     error: str | None = None
+    details: dict[str, Any] | None = None
     try:
-        await asyncio.wait_for(check(), budget)
+        details = await asyncio.wait_for(check(), budget)
     except TimeoutError:
         error = f"no answer within {budget:g}s"
     except Exception as exc:  # any failure means "not ready": reported, never raised
@@ -50,6 +52,8 @@ async def _run_check(check: ReadinessCheck, budget: float) -> dict[str, Any]:
     }
     if error:
         result["error"] = error
+    if details:
+        result.update(details)
     return result
 
 
