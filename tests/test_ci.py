@@ -179,6 +179,7 @@ class TestGithubActions:
                 assert check.pop(0) == INSTALL_PROMTOOL, id
             assert check == ["make install", "make check"], id
             assert commands(jobs["test"]["steps"]) == ["make install", "make test"], id
+            assert commands(jobs["image"]["steps"]) == ["make check-deploy"], id
             services, env = expected_servers(BY_ID[id])
             assert set(jobs["test"].get("services", {})) == services, id
             assert set(jobs["test"].get("env", {})) == env, id
@@ -206,6 +207,7 @@ class TestGitlabCi:
             assert pipeline[".uv"]["before_script"] == ["make install"]
             assert pipeline["check"]["script"][-1] == "make check", id
             assert pipeline["test"]["script"] == ["make test"], id
+            assert pipeline["check-deploy"]["script"] == ["make check-deploy"], id
             services, env = expected_servers(BY_ID[id])
             names = {service["alias"] for service in pipeline["test"].get("services", [])}
             assert names == services, id

@@ -23,12 +23,12 @@ import jsonschema
 import pytest
 import yaml
 from conftest import unavailable
-from harness import ROOT, checkov_command, tool
+from harness import ROOT, checkov_command, copier_questions, tool
 from variants import VARIANTS, Variant
 
-# The Kubernetes version the manifests are validated against (kubernetes-validate ships the
-# schemas of each version, so this runs offline).
-KUBERNETES_VERSION = "1.34.0"
+# The Kubernetes version the manifests are validated against, as the generated Makefile's
+# check-deploy does (kubernetes-validate ships the schemas of each version: it runs offline).
+KUBERNETES_VERSION = copier_questions()["kubernetes_version"]["default"]
 OVERLAYS = ("staging", "production")
 KUBERNETES_VARIANTS = [v for v in VARIANTS if v.has("deployment", "kubernetes")]
 SCHEMAS = Path(__file__).parent / "schemas"

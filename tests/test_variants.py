@@ -248,6 +248,16 @@ class TestQuality:
         if project.variant.has("observability", "prometheus"):
             assert "SUCCESS" in result.stdout  # promtool test rules
 
+    @pytest.mark.variants(lambda v: v.id in {"default", "open-pg-redis", "oidc-sqlite"})
+    def test_make_check_deploy(self, project: Project) -> None:
+        # hadolint, and each overlay through kubectl kustomize and kubernetes-validate, from
+        # the project's deploy-checks dependency group (tests/test_kubernetes.py and
+        # test_container.py hold every variant's deeper checks).
+        result = make(project, "check-deploy", {})
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+        overlays = 2 if project.variant.has("deployment", "kubernetes") else 0
+        assert result.stdout.count("==> deploy/kubernetes/overlays/") == overlays
+
     def test_make_test(self, project: Project, service_env: dict[str, str]) -> None:
         # service_env: TEST_DATABASE_URL and REDIS_URL, which the pipeline sets, where chosen.
         result = make(project, "test", {**service_env, "PYTEST_ADDOPTS": "-q -p no:cacheprovider"})
