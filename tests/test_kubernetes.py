@@ -22,7 +22,6 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import unavailable
 from harness import ROOT, checkov_command, copier_questions, tool
 from variants import VARIANTS, Variant
 
@@ -67,11 +66,8 @@ class Built:
 
 
 def kustomize(directory: Path) -> str:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        unavailable("kubectl is not installed (it builds the Kustomize overlays)")
     result = subprocess.run(
-        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+        [tool("kubectl"), "kustomize", str(directory)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, f"kubectl kustomize {directory}:\n{result.stderr}"
     return result.stdout
