@@ -58,6 +58,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
         terminalreporter.write_line(
             f"container tests: {container_seconds:.0f} s (setup, call and teardown, all workers)"
         )
+    # Figures a test records with `record_property` (Schemathesis over HTTP, memory bounds).
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                terminalreporter.write_line(f"{name}: {value} ({report.nodeid})")
     if IN_CI and terminalreporter.stats.get("skipped"):
         terminalreporter.write_line("CI: skipped tests count as failures", red=True)
 

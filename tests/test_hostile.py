@@ -4,6 +4,7 @@ choose, and production refuses an unsafe configuration before it serves anything
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -50,7 +51,9 @@ def hostile_requests(client: httpx.Client, round_: str, log_ins: int, reads: int
 
 @pytest.mark.variants(lambda v: v.id == "default")
 def test_memory_stays_bounded_under_the_largest_client_strings(
-    project: Project, database_env: dict[str, str]
+    project: Project,
+    database_env: dict[str, str],
+    record_property: Callable[[str, object], None],
 ) -> None:
     # Behind a proxy (the test client is the trusted proxy), every request comes from a
     # client address the proxy forwards; quotas high enough to keep every request counted.
@@ -70,7 +73,7 @@ def test_memory_stays_bounded_under_the_largest_client_strings(
         after = rss_mib(service.process.pid)
         service.stop()
     growth = after - before
-    print(f"RSS {before:.1f} MiB -> {after:.1f} MiB (+{growth:.1f} MiB)")
+    record_property("memory", f"RSS {before:.1f} MiB -> {after:.1f} MiB (+{growth:.1f} MiB)")
     assert growth < RSS_GROWTH_BOUND_MIB, f"RSS grew by {growth:.1f} MiB"
 
 

@@ -11,7 +11,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -339,7 +339,12 @@ def service_env(project: Project, database_env: dict[str, str]) -> Iterator[dict
 
 
 class TestBoot:
-    def test_probes_over_http(self, project: Project, service_env: dict[str, str]) -> None:
+    def test_probes_over_http(
+        self,
+        project: Project,
+        service_env: dict[str, str],
+        record_property: Callable[[str, object], None],
+    ) -> None:
         env = {**service_env, **BOOT_ENV, **UNLIMITED_ENV}
         with (
             auth_boot_env(project) as auth_env,
@@ -352,7 +357,7 @@ class TestBoot:
             if project["database"] != "none":
                 headers = credentials(project, service)
                 check_items(service, headers)
-            check_no_server_error(service, headers)
+            record_property("schemathesis", check_no_server_error(service, headers))
             check_head_bounds(service)
             slow_head.join(20)
             code = service.stop(signal.SIGTERM)
@@ -520,7 +525,7 @@ def check_probes(service: Service, project: Project) -> None:
     assert client_seen(service, forwarded_for="203.0.113.9") == "127.0.0.1"
 
 
-def check_no_server_error(service: Service, headers: dict[str, str]) -> None:
+def check_no_server_error(service: Service, headers: dict[str, str]) -> str:
     """Schemathesis over HTTP: requests that the OpenAPI document allows, and requests that
     it refuses, for every operation, anonymously and with `headers`; none may get a 5xx."""
     sent = operations = 0
@@ -546,7 +551,7 @@ def check_no_server_error(service: Service, headers: dict[str, str]) -> None:
                     sent += 1
 
                 answered_without_server_error()
-    print(f"schemathesis: {operations} operation runs, {sent} requests, no 5xx")
+    return f"{operations} operation runs, {sent} requests, no 5xx"
 
 
 def check_head_bounds(service: Service) -> None:
