@@ -84,8 +84,8 @@ TRACES: dict[tuple[str, str], tuple[str, ...]] = {
         "create-user",
     ),
     ("ci", "github"): ("gitlab",),
-    ("ci", "gitlab"): ("dependabot", "GITHUB_", r"\.github", "ghcr.io"),
-    ("ci", "none"): ("dependabot", "gitlab", r"\.github", "ghcr.io"),
+    ("ci", "gitlab"): ("dependabot", "GITHUB_", r"\.github"),
+    ("ci", "none"): ("dependabot", "gitlab", r"\.github", "GITHUB_"),
     ("auth", "jwt"): ("APIKeyHeader", "create-api-key", "ApiKey", "oidc", "jwks", r"\bhttpx\b"),
     ("auth", "jwt_api_key"): ("oidc", "jwks", r"\bhttpx\b"),
     ("auth", "oidc"): (

@@ -35,7 +35,8 @@ class Problem(BaseModel):
     )
 
 
-_PROBLEM_CONTENT = {PROBLEM_CONTENT_TYPE: {"schema": Problem.model_json_schema()}}
+_PROBLEM_SCHEMA = {"schema": Problem.model_json_schema()}
+_PROBLEM_CONTENT = {PROBLEM_CONTENT_TYPE: _PROBLEM_SCHEMA}
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
