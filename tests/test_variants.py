@@ -46,7 +46,7 @@ TEXT_SUFFIXES = {
 # a capital letter).
 TRACES: dict[tuple[str, str], tuple[str, ...]] = {
     ("database", "none"): (
-        "database",
+        "database(?!=None)",  # Hypothesis's `database=None` is its (absent) example store
         "sqlalchemy",
         "alembic",
         "sqlite",

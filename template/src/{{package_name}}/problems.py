@@ -101,7 +101,7 @@ def _default_detail(status: int) -> str:
 
 def _allowed_methods(request: Request) -> str:
     """The methods of every route at the request's path (Starlette's 405 names only the first
-    route's, and a path such as /api/v1/items has one route per method)."""
+    route's, and a path with a route per method has several)."""
     methods: set[str] = set()
     for route in request.app.router.routes:
         route_methods = getattr(route, "methods", None)
