@@ -1,9 +1,9 @@
 """Copier task: `uv lock`, so that the image builds with `uv sync --locked` right away.
 
 The Dockerfile installs exactly what `uv.lock` pins (the dependency layer is built from it), so
-a project needs the file before its first `docker build`. On copy it is written here; on update
-it follows the new `pyproject.toml` (uv keeps every pin the update did not touch). Without uv,
-or when the lock fails (no network), copier goes on and this prints the command to run later.
+a project needs the file before its first `docker build`. On copy it is written here (copy only:
+on update, the guide's `uv sync` brings the lock in line with the new `pyproject.toml`). Without
+uv, or when the lock fails (no network), copier goes on and this prints the command to run later.
 
 Usage: lock.py (in the generated project's directory)
 """
