@@ -539,7 +539,10 @@ def check_no_server_error(service: Service, headers: dict[str, str]) -> str:
     sent = operations = 0
     for caller in [{}, headers] if headers else [{}]:
         schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
-        schema.config.update(headers=caller)  # sent with every request, never mutated
+        # Sent with every request, never mutated; only this caller's (the loaded schemas share
+        # one config, and update() adds to its headers).
+        schema.config.headers = None
+        schema.config.update(headers=caller)
         for path in schema:
             for method in schema[path]:
                 operation = schema[path][method]
