@@ -9,10 +9,7 @@ the variant's answers.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +19,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from harness import ROOT, checkov_command, copier_questions, tool
+from harness import checkov_command, copier_questions, tool
 from variants import VARIANTS, Variant
 
 # The Kubernetes version the manifests are validated against, as the generated Makefile's
@@ -47,6 +44,10 @@ RESTRICTED_VOLUMES = {
     "projected",
     "secret",
 }
+
+# With the other users of the `rendered` fixture on one xdist worker: every variant is
+# rendered once per run.
+pytestmark = pytest.mark.xdist_group("rendered")
 
 parametrize_variants = pytest.mark.parametrize(
     "variant", KUBERNETES_VARIANTS, ids=[v.id for v in KUBERNETES_VARIANTS]
@@ -73,38 +74,16 @@ def kustomize(directory: Path) -> str:
     return result.stdout
 
 
-def render(target: Path, variants: list[Variant]) -> Iterator[tuple[str, Path]]:
-    """Render `variants` with tasks skipped, from a plain copy of the working tree: copier
-    renders a git repository from a clone, which costs a second or two per variant here."""
-    import copier
-
-    source = target / "template-source"
-    source.mkdir(parents=True)
-    shutil.copy2(ROOT / "copier.yml", source)
-    for directory in ("template", "hooks"):
-        shutil.copytree(ROOT / directory, source / directory)
-    for variant in variants:
-        dest = target / variant.id
-        copier.run_copy(
-            str(source),
-            dest,
-            data=dict(variant.answers),
-            defaults=True,
-            unsafe=True,
-            quiet=True,
-            skip_tasks=True,
-        )
-        yield variant.id, dest
-
-
-def build(directory: Path) -> None:
-    """Render every variant, build each overlay, then run kubernetes-validate and checkov once
-    over all of them (each takes seconds to start): validation.txt and checkov.json."""
+def build(directory: Path, rendered: dict[str, Path]) -> None:
+    """Build each overlay of every rendered Kubernetes variant, then run kubernetes-validate
+    and checkov once over all of them (each takes seconds to start): validation.txt and
+    checkov.json."""
     manifests = directory / "manifests"
     manifests.mkdir()
-    for variant_id, project in render(directory / "render", KUBERNETES_VARIANTS):
+    for variant in KUBERNETES_VARIANTS:
+        project = rendered[variant.id]
         for overlay in OVERLAYS:
-            (manifests / f"{variant_id}--{overlay}.yaml").write_text(
+            (manifests / f"{variant.id}--{overlay}.yaml").write_text(
                 kustomize(project / "deploy" / "kubernetes" / "overlays" / overlay),
                 encoding="utf-8",
             )
@@ -142,27 +121,18 @@ def build(directory: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def built_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The output of `build`, made once per run: the xdist workers share it (the first one
-    builds it while the other waits for the lock)."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    directory = shared / "kubernetes-manifests"
-    with (shared / "kubernetes-manifests.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (directory / "done").exists():
-            shutil.rmtree(directory, ignore_errors=True)
-            directory.mkdir()
-            build(directory)
-            (directory / "done").touch()
+def built_directory(tmp_path_factory: pytest.TempPathFactory, rendered: dict[str, Path]) -> Path:
+    """The output of `build`, once per run (this module is in the `rendered` xdist group)."""
+    directory = tmp_path_factory.mktemp("kubernetes-manifests")
+    build(directory, rendered)
     return directory
 
 
 @pytest.fixture(scope="module")
-def built(built_directory: Path) -> dict[str, Built]:
+def built(built_directory: Path, rendered: dict[str, Path]) -> dict[str, Built]:
     return {
         variant.id: Built(
-            built_directory / "render" / variant.id,
+            rendered[variant.id],
             {
                 overlay: built_directory / "manifests" / f"{variant.id}--{overlay}.yaml"
                 for overlay in OVERLAYS
