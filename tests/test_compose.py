@@ -17,6 +17,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -109,6 +110,25 @@ def test_services_follow_the_answers(project: Project) -> None:
     for name in ("prometheus", "grafana", "jaeger"):
         if name in services:
             assert services[name]["profiles"] == ["monitoring"]
+    backups = project.variant.has("backups", "yes")
+    if backups:
+        backup = config(project, "backup")["services"]["backup"]
+        assert backup["profiles"] == ["backup"]
+        assert backup["image"] == app["image"]
+        assert backup["read_only"] is True and backup["cap_drop"] == ["ALL"]
+        assert backup["environment"]["BACKUP_TARGET"] == "/backups"
+        assert backup["environment"]["BACKUP_INTERVAL_SECONDS"] == "86400"
+        assert {"type": "volume", "source": "backups", "target": "/backups", "volume": {}} in (
+            backup["volumes"]
+        )
+        assert backup["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # The app reads the backups' volume (read-only) for the backup_* metrics.
+    app_mounts = {volume["target"]: volume for volume in app.get("volumes", [])}
+    if backups and "prometheus" in project["observability"]:
+        assert app_mounts["/backups"]["read_only"] is True
+        assert app["environment"]["BACKUP_TARGET"] == "/backups"
+    else:
+        assert "/backups" not in app_mounts
     if "prometheus" in services:
         mounts = {
             volume["target"]: volume["source"] for volume in services["prometheus"]["volumes"]
@@ -200,3 +220,70 @@ def test_stack_migrates_serves_and_keeps_data_across_a_restart(
     down = compose(project, "down", "--volumes", "--timeout", "30", env=env)
     assert down.returncode == 0, down.stderr
     assert project_leftovers(name) == {"containers": "", "volumes": "", "networks": ""}
+
+
+@pytest.mark.variants(lambda v: v.id == "all-on-pg")
+def test_backup_profile_backs_up_on_schedule_and_the_app_reports_it(
+    project: Project, stack: tuple[str, dict[str, str]]
+) -> None:
+    """PostgreSQL with backups and Prometheus: `docker compose run --rm backup <slug> backup
+    create` writes a backup into the volume that `backup list` shows; the scheduled service of
+    the profile takes one as it starts and stops at once on `docker compose stop`; the app,
+    restarted, exports the newest one's time."""
+    _, env = stack
+    url = f"http://127.0.0.1:{env['HOST_PORT']}"
+    up = compose(project, "up", "--build", "--wait", env=env, timeout=900)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+
+    def run_backup(*args: str) -> subprocess.CompletedProcess[str]:
+        return compose(
+            project, "--profile", "backup", "run", "--rm", "--no-TTY", "backup",
+            project.slug, "backup", *args, env=env,
+        )  # fmt: skip
+
+    started = time.monotonic()
+    created = run_backup("create")
+    assert created.returncode == 0, created.stdout[-3000:] + created.stderr[-3000:]
+    print(
+        f"\n{project.variant.id}: compose run backup create took {time.monotonic() - started:.0f}s"
+    )
+    listed = run_backup("list")
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+    assert len(names) == 1 and names[0].startswith(project.slug), listed.stdout
+    assert names[0] in created.stdout
+
+    scheduled = compose(project, "--profile", "backup", "up", "--wait", "backup", env=env)
+    assert scheduled.returncode == 0, scheduled.stderr[-3000:]
+    deadline = time.monotonic() + 180
+    while len(names) < 2:
+        assert time.monotonic() < deadline, "the scheduled service took no backup in 180 s"
+        time.sleep(2)
+        listed = run_backup("list")
+        names = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+    stop_started = time.monotonic()
+    stopped = compose(project, "--profile", "backup", "stop", "backup", env=env)
+    assert stopped.returncode == 0 and time.monotonic() - stop_started < 10, stopped.stderr
+    logs = compose(project, "--profile", "backup", "logs", "--no-log-prefix", "backup", env=env)
+    assert "backup: failed" not in logs.stdout + logs.stderr, logs.stdout[-3000:]
+
+    # The app lists the volume at startup (then every BACKUP_METRIC_INTERVAL_SECONDS).
+    assert compose(project, "restart", "app", env=env).returncode == 0
+    newest = names[0]
+    stamp = newest.removeprefix(f"{project.slug}-").split(".")[0].split("-")[0]
+    expected = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            text = httpx.get(f"{url}/metrics").text
+        except httpx.TransportError:
+            text = ""
+        values = dict(
+            line.split(" ", 1) for line in text.splitlines() if line.startswith("backup_")
+        )
+        if values.get("backup_target_up") == "1.0":
+            break
+        assert time.monotonic() < deadline, f"no backup gauges within 90 s: {values}"
+        time.sleep(0.5)
+    # The name carries the creation time to the second.
+    assert int(float(values["backup_last_success_timestamp_seconds"])) == int(expected)

@@ -231,3 +231,27 @@ def test_dockerignore_sends_only_the_sources(project: Project, engine: None) -> 
     assert (project.path / ".env").exists() and (project.path / ".venv").exists()
     assert top == {"pyproject.toml", "uv.lock", "README.md", "src"}, top
     assert not [entry for entry in listing if "__pycache__" in entry or entry.endswith(".pyc")]
+
+
+@pytest.mark.variant
+@pytest.mark.variants(lambda v: v.id in ("default", "all-on-pg"))
+def test_postgresql_client_matches_the_server_and_nothing_else_is_added(
+    project: Project, image: str
+) -> None:
+    """With PostgreSQL and backups the image has the client of the server's major version
+    (postgres:17 in compose.yaml), for the non-root user; SQLite's image has none."""
+    clients = ("pg_dump", "pg_restore", "psql")
+    if project["database"] != "postgresql":
+        found = docker("run", "--rm", "--entrypoint", "sh", image, "-c",
+                       "command -v pg_dump pg_restore psql || true")  # fmt: skip
+        assert found.stdout.strip() == ""
+        return
+    compose_file = (project.path / "compose.yaml").read_text()
+    server_major = re.search(r"image: postgres:(\d+)", compose_file)
+    assert server_major is not None
+    for client in clients:
+        version = docker("run", "--rm", "--entrypoint", client, image, "--version")
+        match = re.search(r"\(PostgreSQL\) (\d+)\.", version.stdout)
+        assert match and match.group(1) == server_major.group(1) == "17", version.stdout
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", image).stdout)
+    print(f"\n{project.variant.id}: image {size / 1e6:.0f} MB with the PostgreSQL client")

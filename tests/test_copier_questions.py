@@ -75,6 +75,32 @@ def test_refused_choice_fits_the_prompt(tmp_path: Path) -> None:
     assert len(last_line.split(": ", 1)[1]) < COLUMNS
 
 
+def test_backups_without_a_database_are_refused(tmp_path: Path) -> None:
+    """backups=true with database=none: one line that says why, and nothing written."""
+    dest = tmp_path / "out"
+    answers = {"database": "none", "auth": "api_key", "backups": "true"}
+    result = render(dest, answers, check=False)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    shown = last_line.split(": ", 1)[1]
+    message = "e.g. backups=false: backups need a database"
+    assert shown == PROMPT_PREFIX.format(question="backups") + message
+    assert len(shown) < COLUMNS
+    assert not dest.exists() or not any(dest.iterdir()), "nothing may be written"
+
+
+def test_backups_default_follows_the_database(tmp_path: Path) -> None:
+    """Asked (default yes) with a database; not asked, and off, without one."""
+    with_db = tmp_path / "sqlite"
+    render(with_db, {"database": "sqlite"})
+    assert (with_db / "src" / "my_service" / "backup" / "commands.py").is_file()
+    assert yaml.safe_load((with_db / ".copier-answers.yml").read_text())["backups"] is True
+    without = tmp_path / "none"
+    render(without, {"database": "none", "auth": "api_key"})
+    assert not (without / "src" / "my_service" / "backup").exists()
+    assert "backups" not in yaml.safe_load((without / ".copier-answers.yml").read_text())
+
+
 def test_defaults_derive_slug_and_package(tmp_path: Path) -> None:
     dest = tmp_path / "out"
     render(dest, {"project_name": "Billing  API v2!"})

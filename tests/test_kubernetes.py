@@ -277,6 +277,8 @@ def expected_egress_ports(variant: Variant) -> set[int]:
         ports.add(443)
     if variant.has("observability", "otel"):
         ports.add(4318)
+    if variant.has("backups", "yes") and variant.has("observability", "prometheus"):
+        ports.add(443)  # the backups' bucket, listed for the backup_* metrics
     return ports
 
 
@@ -501,8 +503,15 @@ def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]
             for item in container.get("env", [])
             if "secretKeyRef" in item.get("valueFrom", {})
         ]
-        assert {ref["name"] for ref in references} <= {f"{slug}-secrets"}
-        assert {ref["key"] for ref in references} == expected_secret_keys(variant)
+        own = [ref for ref in references if ref["name"] == f"{slug}-secrets"]
+        assert {ref["key"] for ref in own} == expected_secret_keys(variant)
+        # With backups and Prometheus, the app lists the bucket with read-only credentials.
+        reader = {ref["key"] for ref in references if ref["name"] == f"{slug}-backup"}
+        if variant.has("backups", "yes") and variant.has("observability", "prometheus"):
+            assert reader == {"METRICS_AWS_ACCESS_KEY_ID", "METRICS_AWS_SECRET_ACCESS_KEY"}
+        else:
+            assert reader == set()
+        assert len(own) + len(reader) == len(references)
         for container in pod.get("initContainers", []):
             # `migrate` gets only what its settings cannot start without.
             keys = {item["name"] for item in container.get("env", [])}
@@ -516,7 +525,10 @@ def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]
         # Migrations: an init container of every pod, only with a database; never a Job.
         init = [c["args"] for c in pod.get("initContainers", [])]
         assert init == ([["migrate"]] if not variant.has("database", "none") else [])
-        assert by_kind(documents, "Job") == by_kind(documents, "CronJob") == []
+        assert by_kind(documents, "Job") == []
+        # The only CronJob is the backup schedule (test_backup_cronjob_follows_the_answers).
+        cronjobs = [doc["metadata"]["name"] for doc in by_kind(documents, "CronJob")]
+        assert cronjobs == ([f"{slug}-backup"] if variant.has("backups", "yes") else [])
 
         # Egress: DNS and what was chosen, nothing else; HTTP in.
         policies = {
@@ -526,12 +538,13 @@ def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
         }
-        own = policies[slug]
-        assert own["podSelector"]["matchLabels"] == pod_labels(documents)
-        assert own["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
-        egress_ports = {port["port"] for rule in own["egress"] for port in rule["ports"]}
+        own_policy = policies[slug]
+        assert own_policy["podSelector"]["matchLabels"] == pod_labels(documents)
+        assert own_policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+        egress = own_policy["egress"]
+        egress_ports = {port["port"] for rule in egress for port in rule["ports"]}
         assert egress_ports == expected_egress_ports(variant)
-        assert all(port["protocol"] in ("TCP", "UDP") for r in own["egress"] for port in r["ports"])
+        assert all(port["protocol"] in ("TCP", "UDP") for r in egress for port in r["ports"])
 
         # Monitoring: only with Prometheus, and the rules are monitoring/alerts.yml's.
         monitors = by_kind(documents, "ServiceMonitor")
@@ -583,3 +596,128 @@ def test_readme_says_how_to_deploy(variant: Variant, built: dict[str, Built]) ->
     assert (f"create secret generic {slug}-secrets" in commands) == bool(keys)
     assert ("per pod" in section) == variant.has("rate_limiter", "memory")
     assert ("init container" in section) == (not variant.has("database", "none"))
+
+
+BACKUP_VARIANTS = [v for v in KUBERNETES_VARIANTS if v.has("backups", "yes")]
+
+
+def test_some_kubernetes_variants_have_backups_and_some_not() -> None:
+    databases = {v.resolved["database"] for v in BACKUP_VARIANTS}
+    assert databases == {"sqlite", "postgresql"}
+    assert len(BACKUP_VARIANTS) < len(KUBERNETES_VARIANTS)
+
+
+@pytest.mark.parametrize("variant", BACKUP_VARIANTS, ids=[v.id for v in BACKUP_VARIANTS])
+def test_backup_cronjob_follows_the_answers(variant: Variant, built: dict[str, Built]) -> None:
+    """The CronJob of every overlay: one run at a time, bounded history, retries and time,
+    the service's image and settings, `create` then `prune`, the bucket of the overlay with
+    credentials by reference, SQLite's volume on its node, and its own NetworkPolicy."""
+    slug = slug_of(built[variant.id])
+    for overlay in OVERLAYS:
+        documents = built[variant.id].documents(overlay)
+        (cronjob,) = by_kind(documents, "CronJob")
+        spec = cronjob["spec"]
+        assert spec["concurrencyPolicy"] == "Forbid"
+        assert spec["timeZone"] == "Etc/UTC"
+        assert len(spec["schedule"].split()) == 5 and spec["schedule"].endswith(" * * *")
+        assert 1 <= spec["successfulJobsHistoryLimit"] <= 5
+        assert 1 <= spec["failedJobsHistoryLimit"] <= 5
+        assert 0 < spec["startingDeadlineSeconds"] <= 86400
+        job = spec["jobTemplate"]["spec"]
+        assert 1 <= job["backoffLimit"] <= 5
+        assert 0 < job["activeDeadlineSeconds"] <= spec["startingDeadlineSeconds"] + 3600
+        pod = job["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        assert pod["serviceAccountName"] == slug
+        # Not selected by the Service, the autoscaler or the disruption budget.
+        labels = job["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == f"{slug}-backup"
+        assert labels != pod_labels(documents)
+
+        containers = pod["initContainers"] + pod["containers"]
+        assert [c["args"] for c in containers] == [["backup", "create"], ["backup", "prune"]]
+        app = one(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        for container in containers:
+            assert container["image"] == app["image"]
+            assert container["envFrom"] == app["envFrom"]
+            refs = {
+                (item["valueFrom"]["secretKeyRef"]["name"], item["name"]): item["valueFrom"][
+                    "secretKeyRef"
+                ]
+                for item in container["env"]
+            }
+            # What the settings cannot start without in production, and the bucket's
+            # credentials; the encryption key only when the Secret has one.
+            needed = expected_secret_keys(variant) & {
+                "DATABASE_URL",
+                "JWT_SECRET_KEY",
+                "METRICS_TOKEN",
+            }
+            assert set(refs) == {(f"{slug}-secrets", key) for key in needed} | {
+                (f"{slug}-backup", key)
+                for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "BACKUP_ENCRYPTION_KEY")
+            }
+            assert [name for (_, name), ref in refs.items() if ref.get("optional")] == [
+                "BACKUP_ENCRYPTION_KEY"
+            ]
+            mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+            if variant.has("database", "sqlite"):
+                assert mounts["/app/data"] == "data"
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        if variant.has("database", "sqlite"):
+            claim = one(documents, "PersistentVolumeClaim")["metadata"]["name"]
+            assert volumes["data"]["persistentVolumeClaim"] == {"claimName": claim}
+            (term,) = pod["affinity"]["podAffinity"][
+                "requiredDuringSchedulingIgnoredDuringExecution"
+            ]
+            assert term["topologyKey"] == "kubernetes.io/hostname"
+            assert term["labelSelector"]["matchLabels"] == pod_labels(documents)
+        else:
+            assert "data" not in volumes and "affinity" not in pod
+
+        env = settings(documents)
+        assert env["BACKUP_TARGET"] == f"s3://{slug}-backups/{overlay}"
+        assert env["BACKUP_S3_REGION"]
+
+        (policy,) = [
+            doc["spec"]
+            for doc in by_kind(documents, "NetworkPolicy")
+            if doc["metadata"]["name"] == f"{slug}-backup"
+        ]
+        assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": f"{slug}-backup"}
+        assert policy["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in policy
+        ports = {port["port"] for rule in policy["egress"] for port in rule["ports"]}
+        assert ports == {53, 443} | ({5432} if variant.has("database", "postgresql") else set())
+
+
+@pytest.mark.parametrize("variant", BACKUP_VARIANTS, ids=[v.id for v in BACKUP_VARIANTS])
+def test_readme_restore_patch_turns_the_cronjob_into_a_restore_job(
+    variant: Variant, built: dict[str, Built], tmp_path: Path
+) -> None:
+    """The README's restore command patches a Job made from the CronJob (`kubectl create job
+    --from` copies its jobTemplate): applied offline with `kubectl patch --local`, the Job runs
+    `backup restore` alone, and with SQLite no longer waits for the service's pod."""
+    readme = (built[variant.id].project / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Backup operations\n", 1)[1].split("\n## ", 1)[0]
+    patch = section.split("--type=json -o json --patch '", 1)[1].split("'", 1)[0]
+    documents = built[variant.id].documents("staging")
+    (cronjob,) = by_kind(documents, "CronJob")
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "restore", "namespace": cronjob["metadata"]["namespace"]},
+        "spec": cronjob["spec"]["jobTemplate"]["spec"],
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    result = subprocess.run(
+        [tool("kubectl"), "patch", "--local", "-f", str(tmp_path / "job.json"),
+         "--type=json", "-o", "json", "--patch", patch],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pod = json.loads(result.stdout)["spec"]["template"]["spec"]
+    assert "initContainers" not in pod and "affinity" not in pod
+    assert [c["args"] for c in pod["containers"]] == [["backup", "restore", "NAME", "--yes"]]
+    assert restricted_violations(pod) == []

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -223,6 +224,62 @@ def test_two_workers_report_the_same_totals(project: Project, database_env: dict
             if path.is_dir()
         ]
         assert multiproc, "serve did not create a PROMETHEUS_MULTIPROC_DIR"
+        assert service.stop() == 0, service.output
+
+
+@pytest.mark.variants(lambda v: v.has("observability", "prometheus") and v.has("backups", "yes"))
+def test_backup_gauges_follow_the_target(
+    project: Project, database_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A backup made with the real command shows in the gauges of a running service (two
+    workers, multiprocess mode) within the refresh interval, a newer one replaces it without a
+    restart; a target that cannot be listed reads `backup_target_up 0`."""
+    target = tmp_path / "backups"
+    env = {**database_env, "BACKUP_TARGET": str(target), "BACKUP_METRIC_INTERVAL_SECONDS": "0.5"}
+
+    def create_backup() -> float:
+        before = set(target.glob("*.manifest.json"))
+        created = run(project.path, project.slug, "backup", "create", env=env, timeout=300)
+        assert created.returncode == 0, created.stdout + created.stderr
+        (manifest,) = set(target.glob("*.manifest.json")) - before
+        created_at = json.loads(manifest.read_text())["created_at"]
+        return datetime.fromisoformat(created_at).timestamp()
+
+    def gauges(service) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+        with httpx.Client() as client:  # a new connection: any worker may answer
+            text = client.get(f"{service.url}/metrics").text
+        return (
+            sample(text, "backup_target_up"),
+            sample(text, "backup_last_success_timestamp_seconds"),
+        )
+
+    first = create_backup()
+    with serving(project.path, project.slug, {**env, "WORKERS": "2"}) as service:
+        assert wait_for(lambda: gauges(service) == (1.0, first)), (gauges(service), first)
+        second = create_backup()
+        assert second > first
+        assert wait_for(lambda: gauges(service) == (1.0, second)), (gauges(service), second)
+        # Every worker reports the same values, whichever answers the scrape.
+        assert {gauges(service) for _ in range(10)} == {(1.0, second)}
+        assert service.stop() == 0, service.output
+
+    unreachable = {
+        **database_env,
+        "BACKUP_TARGET": "s3://backups/service",
+        "BACKUP_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "BACKUP_METRIC_INTERVAL_SECONDS": "0.5",
+    }
+    with serving(project.path, project.slug, unreachable) as service:
+
+        def logged() -> bool:
+            return any(line.get("event") == "backup.target_unreachable" for line in service.logs())
+
+        assert wait_for(logged, timeout=60), service.output[-3000:]
+        assert gauges(service) == (0.0, 0.0)
+        # The service itself is unaffected.
+        assert httpx.get(f"{service.url}/health/ready").status_code == 200
         assert service.stop() == 0, service.output
 
 

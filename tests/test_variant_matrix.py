@@ -6,17 +6,22 @@ import itertools
 
 import pytest
 from harness import choices, copier_questions, render
-from variants import INTERACTING, VARIANTS
+from variants import INTERACTING, VARIANTS, is_choice, is_yes_no
 
 QUESTIONS = copier_questions()
-CHOICE_QUESTIONS = sorted(key for key, spec in QUESTIONS.items() if "choices" in spec)
+CHOICE_QUESTIONS = sorted(
+    key for key, spec in QUESTIONS.items() if is_choice(spec) or is_yes_no(spec)
+)
 
 
 def values_of(question: str) -> list[str]:
-    """The values of a question, or "yes"/"no" for one option of a multiselect question."""
+    """The values of a question, or "yes"/"no" for a yes/no question or one option of a
+    multiselect question."""
     if ":" in question:
         key, option = question.split(":", 1)
         assert option in choices(key), question
+        return ["yes", "no"]
+    if is_yes_no(QUESTIONS[question]):
         return ["yes", "no"]
     return choices(question)
 
@@ -33,6 +38,23 @@ def test_variants_answer_only_real_questions_with_real_values() -> None:
             if "choices" in QUESTIONS[key]:
                 given = value if isinstance(value, list) else [value]
                 assert set(given) <= set(choices(key)), f"{variant.id}: {key}={value}"
+            if is_yes_no(QUESTIONS[key]):
+                assert isinstance(value, bool), f"{variant.id}: {key}={value}"
+
+
+def test_variants_without_a_database_have_no_backups() -> None:
+    for variant in VARIANTS:
+        if variant.has("database", "none"):
+            assert variant.has("backups", "no"), variant.id
+
+
+def test_backups_are_off_in_a_variant_of_each_database() -> None:
+    """The files that only backups bring are absent from one variant of each database."""
+    for database in ("sqlite", "postgresql"):
+        assert any(v.has("database", database) and v.has("backups", "no") for v in VARIANTS), (
+            database
+        )
+    assert VARIANTS[0].has("backups", "yes")
 
 
 @pytest.mark.parametrize("question", CHOICE_QUESTIONS)
@@ -41,7 +63,7 @@ def test_every_value_is_in_a_variant(question: str) -> None:
     for variant in VARIANTS:
         answer = variant.resolved[question]
         covered.update(answer if isinstance(answer, list) else [answer])
-    assert set(choices(question)) <= covered, f"{question}: {set(choices(question)) - covered}"
+    assert set(values_of(question)) <= covered, f"{question}: {set(values_of(question)) - covered}"
 
 
 def test_every_interacting_pair_is_in_a_variant() -> None:
@@ -50,7 +72,11 @@ def test_every_interacting_pair_is_in_a_variant() -> None:
         covered = {(variant.resolved[first], variant.resolved[second]) for variant in VARIANTS}
         pairs = set(itertools.product(values_of(first), values_of(second)))
         missing += [f"{first}={a} x {second}={b}" for a, b in sorted(pairs - covered)]
-    refused = {"database=none x auth=jwt", "database=none x auth=jwt_api_key"}
+    refused = {
+        "database=none x auth=jwt",
+        "database=none x auth=jwt_api_key",
+        "backups=yes x database=none",
+    }
     assert sorted(set(missing) - refused) == []
 
 
@@ -72,3 +98,8 @@ def test_refused_pairs_are_really_refused(tmp_path_factory: pytest.TempPathFacto
         assert result.returncode != 0
         assert "jwt needs a database" in result.stderr.splitlines()[-1]
         assert not dest.exists() or not any(dest.iterdir())
+    dest = tmp_path_factory.mktemp("backups") / "out"
+    result = render(dest, {"database": "none", "auth": "api_key", "backups": "true"}, check=False)
+    assert result.returncode != 0
+    assert "backups need a database" in result.stderr.splitlines()[-1]
+    assert not dest.exists() or not any(dest.iterdir())

@@ -1,7 +1,7 @@
 """The declared list of template variants that the tests render, check, install and boot.
 
 Rules, checked by test_variant_matrix.py:
-- every value of every multiple-choice question appears in at least one variant;
+- every value of every multiple-choice or yes/no question appears in at least one variant;
 - every pair of values of questions that interact (INTERACTING) appears in one variant;
   a multiselect question counts as one yes/no question per option ("observability:otel").
 """
@@ -15,7 +15,16 @@ from typing import Any
 import jinja2
 from harness import choices, copier_questions
 
-Answer = str | list[str]
+Answer = str | list[str] | bool
+
+
+def is_choice(spec: dict[str, Any]) -> bool:
+    return "choices" in spec
+
+
+def is_yes_no(spec: dict[str, Any]) -> bool:
+    """A yes/no question the user is asked (not one of copier.yml's computed conditions)."""
+    return spec.get("type") == "bool" and spec.get("when") is not False
 
 
 @dataclass(frozen=True)
@@ -25,19 +34,23 @@ class Variant:
 
     @cached_property
     def resolved(self) -> dict[str, Any]:
-        """The answers with copier.yml's defaults for every multiple-choice question.
+        """The answers with copier.yml's defaults for every multiple-choice and yes/no
+        question; a yes/no answer reads "yes" or "no".
 
         A multiselect question also yields one "question:option" entry per option ("yes" or
         "no"), so pairs with single options can be declared as interacting.
         """
         values: dict[str, Any] = dict(self.answers)
         for key, spec in copier_questions().items():
-            if "choices" not in spec or key in values:
+            if not (is_choice(spec) or is_yes_no(spec)) or key in values:
                 continue
             default = spec.get("default")
             if isinstance(default, str) and "{{" in default:
                 default = jinja2.Template(default).render(**values)
             values[key] = default
+        for key, spec in copier_questions().items():
+            if is_yes_no(spec):
+                values[key] = "yes" if values[key] in (True, "True", "true", "yes") else "no"
         for key, spec in copier_questions().items():
             if spec.get("multiselect"):
                 for option in choices(key):
@@ -54,24 +67,25 @@ class Variant:
 
 
 # One row per variant after the default one: its answer to every multiple-choice question
-# (a multiselect answer is comma-separated, "-" selects nothing). The free-text questions keep
-# their defaults.
+# (a multiselect answer is comma-separated, "-" selects nothing) and yes/no question (yes or
+# no; a variant without a database says no to backups). The free-text questions keep their
+# defaults.
 MATRIX = """
-id                     database    auth         rate_limiter  observability           python_version  deployment          ci
-all-on-pg              postgresql  jwt          redis         prometheus,otel,sentry  3.11            compose,kubernetes  github
-jwt-bare               sqlite      jwt          none          -                       3.13            -                   gitlab
-jwt-apikey-pg-otel     postgresql  jwt_api_key  memory        otel                    3.12            kubernetes          github
-jwt-apikey-redis       sqlite      jwt_api_key  redis         prometheus,sentry       3.13            compose             none
-jwt-apikey-pg-nolimit  postgresql  jwt_api_key  none          prometheus              3.13            -                   github
-apikey-nodb            none        api_key      memory        -                       3.13            kubernetes          github
-apikey-redis-otel      sqlite      api_key      redis         prometheus,otel         3.12            -                   none
-apikey-pg-sentry       postgresql  api_key      none          sentry                  3.11            compose,kubernetes  none
-oidc-nodb-redis        none        oidc         redis         otel                    3.12            compose,kubernetes  gitlab
-oidc-sqlite            sqlite      oidc         none          prometheus,sentry       3.11            compose             github
-oidc-pg-otel-sentry    postgresql  oidc         memory        otel,sentry             3.13            -                   none
-open-nodb-all-obs      none        none         none          prometheus,otel,sentry  3.13            -                   none
-open-sqlite            sqlite      none         memory        -                       3.11            kubernetes          gitlab
-open-pg-redis          postgresql  none         redis         prometheus              3.12            compose,kubernetes  gitlab
+id                     database    auth         rate_limiter  observability           python_version  deployment          backups  ci
+all-on-pg              postgresql  jwt          redis         prometheus,otel,sentry  3.11            compose,kubernetes  yes      github
+jwt-bare               sqlite      jwt          none          -                       3.13            -                   no       gitlab
+jwt-apikey-pg-otel     postgresql  jwt_api_key  memory        otel                    3.12            kubernetes          yes      github
+jwt-apikey-redis       sqlite      jwt_api_key  redis         prometheus,sentry       3.13            compose             yes      none
+jwt-apikey-pg-nolimit  postgresql  jwt_api_key  none          prometheus              3.13            -                   yes      github
+apikey-nodb            none        api_key      memory        -                       3.13            kubernetes          no       github
+apikey-redis-otel      sqlite      api_key      redis         prometheus,otel         3.12            -                   yes      none
+apikey-pg-sentry       postgresql  api_key      none          sentry                  3.11            compose,kubernetes  yes      none
+oidc-nodb-redis        none        oidc         redis         otel                    3.12            compose,kubernetes  no       gitlab
+oidc-sqlite            sqlite      oidc         none          prometheus,sentry       3.11            compose             yes      github
+oidc-pg-otel-sentry    postgresql  oidc         memory        otel,sentry             3.13            -                   yes      none
+open-nodb-all-obs      none        none         none          prometheus,otel,sentry  3.13            -                   no       none
+open-sqlite            sqlite      none         memory        -                       3.11            kubernetes          yes      gitlab
+open-pg-redis          postgresql  none         redis         prometheus              3.12            compose,kubernetes  no       gitlab
 """
 
 
@@ -83,7 +97,12 @@ def _rows(table: str) -> list[Variant]:
         id, *cells = line.split()
         answers: dict[str, Answer] = {}
         for question, cell in zip(questions, cells, strict=True):
-            multiselect = copier_questions()[question].get("multiselect", False)
+            spec = copier_questions()[question]
+            if is_yes_no(spec):
+                assert cell in {"yes", "no"}, f"{id}: {question} is yes or no, not {cell}"
+                answers[question] = cell == "yes"
+                continue
+            multiselect = spec.get("multiselect", False)
             answers[question] = [] if cell == "-" else cell.split(",") if multiselect else cell
         variants.append(Variant(id, answers))
     return variants
@@ -91,7 +110,7 @@ def _rows(table: str) -> list[Variant]:
 
 VARIANTS = [
     # The default answers: SQLite, JWT, in-memory limiter, Prometheus, Python 3.12, Compose and
-    # Kubernetes, GitHub Actions.
+    # Kubernetes, backups, GitHub Actions.
     Variant("default"),
     *_rows(MATRIX),
 ]
@@ -118,6 +137,12 @@ INTERACTING: list[tuple[str, str]] = [
             "observability:otel",
         )
     ),
+    # Backups: one implementation per database; the Compose service, the CronJob and the
+    # backup metric and alert exist only with them.
+    ("backups", "database"),
+    ("backups", "deployment:compose"),
+    ("backups", "deployment:kubernetes"),
+    ("backups", "observability:prometheus"),
     # A pipeline tests against the chosen services, runs promtool and checks the deployment files.
     *(
         ("ci", question)
