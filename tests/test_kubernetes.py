@@ -513,9 +513,11 @@ def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]
             assert reader == set()
         assert len(own) + len(reader) == len(references)
         for container in pod.get("initContainers", []):
-            # `migrate` gets only what its settings cannot start without.
+            # `migrate` gets only what its settings cannot start without in production
+            # (test_kubernetes_env.py starts each container's settings from the overlay).
             keys = {item["name"] for item in container.get("env", [])}
-            assert keys <= {"DATABASE_URL", "JWT_SECRET_KEY"} & expected_secret_keys(variant)
+            needed = {"DATABASE_URL", "JWT_SECRET_KEY", "METRICS_TOKEN"}
+            assert keys <= needed & expected_secret_keys(variant)
         for container in containers:
             assert container["envFrom"] == [
                 {"configMapRef": {"name": one(documents, "ConfigMap")["metadata"]["name"]}}
