@@ -27,15 +27,15 @@ MAX_HEAD_SECONDS = 10.0
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    # The bounds cost GET /health/live about 7,000 instructions per request: 540,936 against
-    # 533,962 with uvicorn's own protocol and 462,173 for bare FastAPI, 0.85 of it, the
-    # guard (bench/instructions.py, 2026-12-01). Written the obvious way they cost 21,000
-    # (0.83), hence three choices. Each head only notes its deadline; one timer per
-    # connection, the watchdog, checks it and is re-armed when it finds a later deadline or
-    # the next head begins, instead of a timer started and cancelled per head. A read is
-    # counted whole, and exactly only over a bound. The head's state lives in slots: uvicorn's
-    # protocol sets 28 attributes, and past 30 CPython stops sharing the instance dict's
-    # keys, which slows every attribute read of uvicorn's own code (about 3,000 more).
+    # The bounds cost GET /health/live about 7,100 instructions per request: 541,517 against
+    # 534,371 with uvicorn's own protocol and 462,976 for bare FastAPI, 0.855 of it, over the
+    # 0.85 guard (bench/instructions.py, 2026-12-01). Written the obvious way they cost
+    # 22,000 (556,395, 0.83), hence three choices. Each head only notes its deadline; one
+    # timer per connection, the watchdog, checks it and is re-armed when it finds a later
+    # deadline or the next head begins, instead of a timer started and cancelled per head. A
+    # read is counted whole, and exactly only over a bound. The head's state lives in slots:
+    # uvicorn's protocol sets 28 attributes, and past 30 CPython stops sharing the instance
+    # dict's keys, which slows every attribute read of uvicorn's own code (about 3,000 more).
     __slots__ = ("head_bytes", "head_deadline", "head_lines", "reading_head", "watchdog")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
