@@ -34,6 +34,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-copie renders the template named by --template (default: the current directory);
     # this suite's template is the repository it lives in, wherever pytest is started from.
     config.option.template = str(ROOT)
+    if not hasattr(config, "workerinput"):
+        # The whole run's process, inherited by the xdist workers: the run's name as a user of
+        # the Docker engine (containers.ensure_engine).
+        os.environ[containers.RUN_PID_VARIABLE] = str(os.getpid())
     # The copy task `uv lock` needs an interpreter of the project's Python version and would
     # otherwise try to download one (unreachable here): offer pyenv's, as harness.install does.
     interpreters = [

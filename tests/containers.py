@@ -81,12 +81,37 @@ def _answers() -> bool:
 STATE = CACHE / "engine"
 
 
+# The process that runs the whole test run (pytest's, or xdist's controller): conftest.py sets
+# it before the workers start, so that every worker of one run names the same user.
+RUN_PID_VARIABLE = "CHFA_TEST_RUN_PID"
+
+
+def _run_pid() -> int:
+    return int(os.environ.get(RUN_PID_VARIABLE, os.getpid()))
+
+
+def _live_users() -> list[Path]:
+    """The runs registered as users of the engine whose process still runs."""
+    users = STATE / "users"
+    users.mkdir(parents=True, exist_ok=True)
+    live = []
+    for user in users.iterdir():
+        if user.name.isdigit() and Path(f"/proc/{user.name}").exists():
+            live.append(user)
+        else:
+            user.unlink(missing_ok=True)
+    return live
+
+
 def ensure_engine() -> None:
     """A running dockerd: the one that answers, or one started here (once for every xdist
-    worker; `stop_engine`, called when the whole run ends, stops it and cleans up)."""
+    worker). Each test run that uses it registers as a user; `stop_engine`, called when a
+    whole run ends, stops a dockerd the tests started once no other run still uses it."""
     STATE.mkdir(parents=True, exist_ok=True)
     with (STATE / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        _live_users()
+        (STATE / "users" / str(_run_pid())).touch()
         if _answers():
             return
         dockerd = shutil.which("dockerd")
@@ -110,7 +135,19 @@ def ensure_engine() -> None:
 
 
 def stop_engine() -> None:
-    """Stop the dockerd that `ensure_engine` started (if it did) and remove its leftovers."""
+    """Stop the dockerd that `ensure_engine` started (if it did) and remove its leftovers,
+    unless another test run (of another checkout, say) still uses it: then the last one to
+    end stops it."""
+    if not STATE.exists():
+        return
+    with (STATE / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        (STATE / "users" / str(_run_pid())).unlink(missing_ok=True)
+        if not _live_users():
+            _stop_started_engine()
+
+
+def _stop_started_engine() -> None:
     pid_file = STATE / "dockerd.pid"
     if not pid_file.exists():
         return

@@ -6,9 +6,11 @@ or a head sent a byte every few seconds would each hold memory or a connection. 
 
 - a head over MAX_HEAD_BYTES, or with more than MAX_HEADERS headers, is answered 431 and the
   connection closed, before the parser has buffered more than one read of it;
-- a head not complete MAX_HEAD_SECONDS after the connection opened (or after the previous
-  request's response, on a kept-alive connection) is answered 408 and the connection closed;
-  a connection that sent nothing at all is closed silently.
+- a head not complete MAX_HEAD_SECONDS after the connection opened (on a kept-alive
+  connection: after its first byte) is answered 408 and the connection closed; a new
+  connection that sent nothing at all is closed silently. Between two requests of a kept-alive
+  connection, the idle time is uvicorn's keep-alive timeout (KEEP_ALIVE_TIMEOUT), which may be
+  longer (behind a load balancer that keeps connections open for a minute, say).
 
 The body keeps its own bound (MAX_REQUEST_BODY_BYTES, in the app's middleware).
 """
@@ -29,18 +31,28 @@ MAX_HEAD_SECONDS = 10.0
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # The bounds cost GET /health/live about 7,100 instructions per request: 541,517 against
     # 534,371 with uvicorn's own protocol and 462,976 for bare FastAPI, 0.855 of it, over the
-    # 0.85 guard (bench/instructions.py, 2026-12-01). Written the obvious way they cost
+    # 0.85 guard (bench/instructions.py, 2026-12-01); waiting for a kept-alive connection's
+    # next head to begin before its time runs adds about 640 (7,740 in process,
+    # bench/http_protocol.py). Written the obvious way they cost
     # 22,000 (556,395, 0.83), hence three choices. Each head only notes its deadline; one
     # timer per connection, the watchdog, checks it and is re-armed when it finds a later
     # deadline or the next head begins, instead of a timer started and cancelled per head. A
     # read is counted whole, and exactly only over a bound. The head's state lives in slots:
     # uvicorn's protocol sets 28 attributes, and past 30 CPython stops sharing the instance
     # dict's keys, which slows every attribute read of uvicorn's own code (about 3,000 more).
-    __slots__ = ("head_bytes", "head_deadline", "head_lines", "reading_head", "watchdog")
+    __slots__ = (
+        "awaiting_head",
+        "head_bytes",
+        "head_deadline",
+        "head_lines",
+        "reading_head",
+        "watchdog",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.reading_head = False
+        self.awaiting_head = False
         self.head_bytes = 0
         self.head_lines = 0
         self.head_deadline = 0.0
@@ -48,6 +60,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_head(self) -> None:
         self.reading_head = True
+        self.awaiting_head = False
         self.head_bytes = 0
         self.head_lines = 0
         self.head_deadline = self.loop.time() + MAX_HEAD_SECONDS
@@ -95,6 +108,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.awaiting_head:
+            self._start_head()
         if self.reading_head:
             # The lines are the request line, one per header and the empty one that ends the
             # head. The whole read counts first; only over a bound is the count made exact.
@@ -123,13 +138,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return True
 
     def on_response_complete(self) -> None:
-        # The next bytes on a kept-alive connection begin the next request's head, unless
-        # that request arrived with this one. On a closing connection, connection_lost
-        # follows and stops the watchdog.
+        # The next bytes on a kept-alive connection begin the next request's head (its time
+        # runs from then on), unless that request arrived with this one. Until then the
+        # connection is idle, and uvicorn's keep-alive timeout applies.
         pipelined = bool(self.pipeline)
         super().on_response_complete()
         if not pipelined and not self.reading_head:
-            self._start_head()
+            self.awaiting_head = True
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
