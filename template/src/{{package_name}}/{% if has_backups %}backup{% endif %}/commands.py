@@ -136,7 +136,7 @@ def _confirmation(assume_yes: bool) -> Callable[[str], bool]:
                 "refusing to replace the database without confirmation; pass --yes or run it "
                 "in a terminal; the database is unchanged"
             )
-        print(f"This replaces the database {database} with the backup.", file=sys.stderr)
+        print(f"This replaces the database {database} with the backup.")
         answer = input(f"Type the database name ({database}) to go on: ")
         return answer.strip() == database
 
