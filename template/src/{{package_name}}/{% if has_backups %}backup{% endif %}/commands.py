@@ -153,7 +153,10 @@ def run_restore(args: argparse.Namespace) -> int:
         manifest, safety = restore_backup(settings, store, args.name, _confirmation(args.yes))
     except BackupError as error:
         return _failed("restore", error)
-    print(f"Safety backup of the database before the restore: {safety.name}")
+    if safety is None:
+        print("No database there yet: no safety backup needed")
+    else:
+        print(f"Safety backup of the database before the restore: {safety.name}")
     print(
         f"Restored {manifest.name} (revision {manifest.alembic_revision}) and migrated the "
         "database to the code's revision"
