@@ -83,7 +83,7 @@ def test_backups_without_a_database_are_refused(tmp_path: Path) -> None:
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     shown = last_line.split(": ", 1)[1]
-    message = "e.g. backups=false: backups need a database"
+    message = "e.g. false: backups need a database"
     assert shown == PROMPT_PREFIX.format(question="backups") + message
     assert len(shown) < COLUMNS
     assert not dest.exists() or not any(dest.iterdir()), "nothing may be written"

@@ -136,7 +136,7 @@ def _confirmation(assume_yes: bool) -> Callable[[str], bool]:
                 "refusing to replace the database without confirmation; pass --yes or run it "
                 "in a terminal; the database is unchanged"
             )
-        print(f"This replaces the database {database} with the backup.", file=sys.stderr)
+        print(f"This replaces the database {database} with the backup.")
         answer = input(f"Type the database name ({database}) to go on: ")
         return answer.strip() == database
 
@@ -153,7 +153,10 @@ def run_restore(args: argparse.Namespace) -> int:
         manifest, safety = restore_backup(settings, store, args.name, _confirmation(args.yes))
     except BackupError as error:
         return _failed("restore", error)
-    print(f"Safety backup of the database before the restore: {safety.name}")
+    if safety is None:
+        print("No database there yet: no safety backup needed")
+    else:
+        print(f"Safety backup of the database before the restore: {safety.name}")
     print(
         f"Restored {manifest.name} (revision {manifest.alembic_revision}) and migrated the "
         "database to the code's revision"

@@ -1,9 +1,12 @@
 """Backups in an S3 bucket (AWS or any S3-compatible endpoint), through boto3.
 
 Large files go up in parts (BACKUP_S3_MULTIPART_BYTES); each upload is checked afterwards:
-the object's size, and the SHA-256 stored in its metadata, must be the file's.
+the object's size, and the SHA-256 stored in its metadata, must be the file's, and so must
+the CRC32 the server computed over the whole object when it reports one.
 """
 
+import base64
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,16 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 CHECKSUM_KEY = "sha256"
+CHUNK = 1024 * 1024
+
+
+def crc32_of(path: Path) -> str:
+    """The CRC32 of a file as S3 reports it: four big-endian bytes, base64."""
+    value = 0
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK):
+            value = zlib.crc32(chunk, value)
+    return base64.b64encode(value.to_bytes(4, "big")).decode()
 
 
 class S3Store:
@@ -78,10 +91,21 @@ class S3Store:
             self.client.upload_file(
                 str(source), self.bucket, key, ExtraArgs=extra, Config=self.transfer
             )
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except (BotoCoreError, ClientError) as error:
             raise self._failure(error, "upload to") from None
-        if head["ContentLength"] != size or head["Metadata"].get(CHECKSUM_KEY) != checksum:
+        # The server's CRC32 when it is that of the whole object: said so (FULL_OBJECT), or an
+        # object sent in one part (a multipart one's ETag ends in -N).
+        crc32 = head.get("ChecksumCRC32")
+        kind = head.get("ChecksumType")
+        whole = crc32 is not None and (
+            kind == "FULL_OBJECT" or (kind is None and "-" not in head.get("ETag", "-"))
+        )
+        if (
+            head["ContentLength"] != size
+            or head["Metadata"].get(CHECKSUM_KEY) != checksum
+            or (whole and crc32 != crc32_of(source))
+        ):
             self.delete(name)
             raise BackupError(
                 f"the upload of {name} to {self.description} came out different; try again"
