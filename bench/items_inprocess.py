@@ -37,15 +37,33 @@ def package() -> str:
     return next(p.name for p in (Path.cwd() / "src").iterdir() if (p / "main.py").exists())
 
 
-async def call(app: Any, method: str, path: str, token: str, body: bytes = b"") -> tuple[int, list[Any], bytes]:
-    headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"authorization", f"Bearer {token}".encode())]
+async def call(
+    app: Any, method: str, path: str, token: str, body: bytes = b""
+) -> tuple[int, list[Any], bytes]:
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"user-agent", b"bench"),
+        (b"authorization", f"Bearer {token}".encode()),
+    ]
     if body:
-        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
     scope = {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-        "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 40000), "scheme": "http",
-        "method": method, "root_path": "", "path": path, "raw_path": path.encode(),
-        "query_string": b"", "headers": headers, "state": dict(STATE),
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 40000),
+        "scheme": "http",
+        "method": method,
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers,
+        "state": dict(STATE),
     }
     sent: list[dict[str, Any]] = []
     received = False
@@ -135,6 +153,7 @@ def main() -> None:
     sys.path.append(str(Path.cwd() / "src"))
     try:
         import uvloop
+
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
