@@ -278,8 +278,13 @@ def test_backup_gauges_follow_the_target(
 
         assert wait_for(logged, timeout=60), service.output[-3000:]
         assert gauges(service) == (0.0, 0.0)
-        # The service itself is unaffected.
-        assert httpx.get(f"{service.url}/health/ready").status_code == 200
+        # The service itself is unaffected: no readiness check depends on the backups (an
+        # OIDC variant's issuer does not run here, so the checks of its calls may be down).
+        ready = httpx.get(f"{service.url}/health/ready")
+        checks = ready.json()["checks"]
+        down = {name for name, check in checks.items() if check["status"] != "ok"}
+        issuer = {"oidc", "outbound"} if project.variant.has("auth", "oidc") else set()
+        assert down <= issuer, ready.text
         assert service.stop() == 0, service.output
 
 

@@ -97,7 +97,8 @@ TRACES: dict[tuple[str, str], tuple[str, ...]] = {
         "/auth/refresh",
         "JWT_SECRET",
         "create-user",
-        "multipart",
+        # The form parser of the token endpoint (not S3's multipart uploads of the backups).
+        r"python.multipart",
     ),
     ("rate_limiter", "none"): (
         # The `limits` library (not httpx's connection limits of the outbound client).
