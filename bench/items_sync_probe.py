@@ -95,11 +95,15 @@ def replace_listing(engine: Any) -> None:
         return ItemPage.model_validate(page, from_attributes=True)
 
     list_items.__annotations__["return"] = ItemPage
-    for index, route in enumerate(items.router.routes):
-        if isinstance(route, APIRoute) and route.path == "/api/v1/items" and "GET" in route.methods:
-            break
-    else:
+    listing = [
+        index
+        for index, route in enumerate(items.router.routes)
+        if isinstance(route, APIRoute) and route.path == "/api/v1/items" and "GET" in route.methods
+    ]
+    if not listing:
         raise SystemExit("no GET /api/v1/items route in the app")
+    index = listing[0]
+    route = items.router.routes[index]
     scratch = APIRouter()
     scratch.add_api_route(
         route.path,
@@ -312,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(case, n) for case in cases for n in (args.n1, args.n2)]
         started = time.monotonic()
         with ThreadPoolExecutor(args.parallel) as pool:
-            counts = dict(zip(jobs, pool.map(lambda job: count(project, env, *job), jobs)))
+            counts = dict(
+                zip(jobs, pool.map(lambda job: count(project, env, *job), jobs), strict=True)
+            )
         print(f"valgrind runs took {time.monotonic() - started:.0f}s")
         per = {
             case: (counts[case, args.n2] - counts[case, args.n1]) / (args.n2 - args.n1)
