@@ -16,6 +16,10 @@ N1)`, in the generated project's interpreter, in process as `items_inprocess.py`
 - route-sync: the same app with the listing route replaced by a `def` route with the same
   path, dependencies (identity, rate limit), query parameters and answer model, reading
   through a synchronous engine (`sqlite:///` of the same file, the service's pragmas);
+- route-inline: the same read in an `async def` route, on the event loop (no thread hop; it
+  blocks the loop, so a floor, not a design);
+- route-nodb: an `async def` route answering the page from rows read once (no database work
+  per read): the floor of everything but the database;
 - query-async / query-sync: the route's Core query alone, outside FastAPI, on a connection
   of the app's async engine (aiosqlite) / of the synchronous engine (`sqlite3`), rows fetched;
 - empty-async / empty-sync: an `async def` / a `def` route returning None, with no
@@ -41,7 +45,16 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-CASES = ("route-async", "route-sync", "query-async", "query-sync", "empty-async", "empty-sync")
+CASES = (
+    "route-async",
+    "route-sync",
+    "route-inline",
+    "route-nodb",
+    "query-async",
+    "query-sync",
+    "empty-async",
+    "empty-sync",
+)
 NO_LIMIT = "1000000000/minute"
 
 
@@ -63,7 +76,7 @@ def package() -> str:
     return next(p.name for p in (Path.cwd() / "src").iterdir() if (p / "main.py").exists())
 
 
-def replace_listing(engine: Any) -> None:
+def replace_listing(engine: Any, how: str) -> None:
     """Swap the generated `GET /api/v1/items` for a `def` route doing the same read on a
     synchronous connection; everything else about the route is kept. In the items router,
     before `create_app()` includes it (with the rate limit's dependency)."""
@@ -77,10 +90,7 @@ def replace_listing(engine: Any) -> None:
     models = __import__(f"{package()}.models", fromlist=["Item"])
     Item, ItemPage = models.Item, items.ItemPage
 
-    def list_items(
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    ) -> Any:
+    def read(limit: int, offset: int) -> Any:
         counted = select(Item.__table__, func.count().over().label("total"))
         with engine.connect() as connection:
             query = counted.order_by(Item.id).limit(limit).offset(offset)
@@ -94,7 +104,22 @@ def replace_listing(engine: Any) -> None:
         page = {"items": rows, "total": total, "limit": limit, "offset": offset}
         return ItemPage.model_validate(page, from_attributes=True)
 
-    list_items.__annotations__["return"] = ItemPage
+    Limit = Annotated[int, Query(ge=1, le=100)]
+    Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+
+    def list_items(limit: Limit = 20, offset: Offset = 0) -> Any:
+        return read(limit, offset)
+
+    async def list_items_inline(limit: Limit = 20, offset: Offset = 0) -> Any:
+        return read(limit, offset)
+
+    kept = read(20, 0).items  # the rows of the first page, read once
+
+    async def list_items_nodb(limit: Limit = 20, offset: Offset = 0) -> Any:
+        page = {"items": kept, "total": 50, "limit": limit, "offset": offset}
+        return ItemPage.model_validate(page, from_attributes=True)
+
+    endpoint = {"sync": list_items, "inline": list_items_inline, "nodb": list_items_nodb}[how]
     listing = [
         index
         for index, route in enumerate(items.router.routes)
@@ -107,7 +132,7 @@ def replace_listing(engine: Any) -> None:
     scratch = APIRouter()
     scratch.add_api_route(
         route.path,
-        list_items,
+        endpoint,
         methods=["GET"],
         response_model=ItemPage,
         dependencies=route.dependencies,
@@ -143,8 +168,8 @@ async def inner(case: str, n: int) -> None:
     Item = models.Item
     settings = settings_module.Settings()
     engine = sync_engine()
-    if case == "route-sync":
-        replace_listing(engine)
+    if case in ("route-sync", "route-inline", "route-nodb"):
+        replace_listing(engine, case.removeprefix("route-"))
     app = main.create_app(settings)
     viewer = tokens.issue_access_token(settings, 1, ["viewer"])
     editor = tokens.issue_access_token(settings, 2, ["editor"])
@@ -158,11 +183,11 @@ async def inner(case: str, n: int) -> None:
                 item = f'{{"name": "item {number}", "description": "the item numbered {number}"}}'
                 status, _, body = await ip.call(app, "POST", "/api/v1/items", editor, item.encode())
                 assert status == 201, body
-        if case == "route-sync":
+        if case in ("route-sync", "route-inline", "route-nodb"):
             status, headers, body = await ip.call(app, "GET", "/api/v1/items", viewer)
             assert status == 200 and body.count(b'"id":') == 20 and b'"total":50' in body, body
             assert any(name == b"ratelimit" for name, _ in headers), headers
-            assert engine.pool.checkedin() == 1, "the page was not read by the sync route"
+            assert engine.pool.checkedin() == 1, "the page was not read by the replaced route"
         query = (
             select(Item.__table__, func.count().over().label("total"))
             .order_by(Item.id)
@@ -194,6 +219,8 @@ async def inner(case: str, n: int) -> None:
         path = {
             "route-async": "/api/v1/items",
             "route-sync": "/api/v1/items",
+            "route-inline": "/api/v1/items",
+            "route-nodb": "/api/v1/items",
             "empty-async": "/bench/empty-async",
             "empty-sync": "/bench/empty-sync",
         }[case]
@@ -304,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             cwd=project,
             env=env,
             check=True,
-            capture_output=True,
+            stdout=subprocess.DEVNULL,
         )
         for case in cases:
             subprocess.run(
@@ -312,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                 cwd=project,
                 env=env,
                 check=True,
+                stdout=subprocess.DEVNULL,
             )
         jobs = [(case, n) for case in cases for n in (args.n1, args.n2)]
         started = time.monotonic()
