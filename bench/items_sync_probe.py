@@ -113,7 +113,10 @@ def replace_listing(engine: Any, how: str) -> None:
     async def list_items_inline(limit: Limit = 20, offset: Offset = 0) -> Any:
         return read(limit, offset)
 
-    kept = read(20, 0).items  # the rows of the first page, read once
+    with engine.connect() as connection:  # the rows of the first page, read once
+        kept = connection.execute(
+            select(Item.__table__, func.count().over().label("total")).order_by(Item.id).limit(20)
+        ).all()
 
     async def list_items_nodb(limit: Limit = 20, offset: Offset = 0) -> Any:
         page = {"items": kept, "total": 50, "limit": limit, "offset": offset}
