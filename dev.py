@@ -120,12 +120,16 @@ def test(extra: list[str]) -> int:
     return code
 
 
-# Every benchmark under bench/ (bench/README.md describes each), in the order `bench` runs them.
+# Every benchmark under bench/ (bench/README.md describes each), in the order `bench` runs them;
+# items_inprocess.py runs in a generated project's interpreter, and ablations.py and the
+# *_app.py files are modules the benchmarks load.
 BENCHMARKS = {
     "render": "render_time.py",
     "items-read": "items_read.py",
     "throughput": "throughput.py",
     "instructions": "instructions.py",
+    "http-protocol": "http_protocol.py",
+    "items-sync": "items_sync_probe.py",
     "rate-limit": "rate_limit.py",
     "observability": "observability.py",
     "breakdown": "breakdown.py",
