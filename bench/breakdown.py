@@ -60,10 +60,7 @@ def drive(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="chf-breakdown-") as tmp:
         project = args.project
         if project is None:
-            project = Path(tmp) / "service"
-            version = str(harness.copier_questions()["python_version"]["default"])
-            harness.render(project, {})
-            harness.install(project, version)
+            project = harness.install_default(Path(tmp) / "service")
         project = project.resolve()
         command = [
             "taskset", "-c", str(args.cpu), str(project / ".venv" / "bin" / "python"),

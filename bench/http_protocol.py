@@ -136,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="chf-protocol-") as tmp:
         project = args.project
         if project is None:
-            project = Path(tmp) / "service"
-            harness.render(project, {})
-            harness.install(project, str(harness.copier_questions()["python_version"]["default"]))
+            project = harness.install_default(Path(tmp) / "service")
         project = project.resolve()
         python = str(project / ".venv" / "bin" / "python")
         package = project_slug(project).replace("-", "_")

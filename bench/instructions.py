@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="chf-instructions-") as tmp:
         project = args.project
         if project is None:
-            project = Path(tmp) / "service"
-            harness.render(project, {})
-            harness.install(project, str(harness.copier_questions()["python_version"]["default"]))
+            project = harness.install_default(Path(tmp) / "service")
         project = project.resolve()
         # A private bytecode cache: the runs must not compile anything (see above).
         env = harness.service_env(port=8000)  # each run sets its own PORT

@@ -27,6 +27,7 @@ import os
 import pstats
 import sys
 from collections import defaultdict
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +148,9 @@ def report(profile: cProfile.Profile, n: int) -> None:
         print(f"{tt / total_time:7.1%} {calls_by_lib[lib] / n:8.0f} calls  {lib}", file=sys.stderr)
 
 
-def main() -> None:
-    mode = sys.argv[1]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+def run_in_loop(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` on the loop `serve` uses (uvloop when installed), with the generated
+    project's sources (the working directory's src/) importable."""
     sys.path.append(str(Path.cwd() / "src"))
     try:
         import uvloop
@@ -157,7 +158,13 @@ def main() -> None:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    runner(run(mode, n))
+    runner(work)
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    run_in_loop(run(mode, n))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ N1)`, in the generated project's interpreter, in process as `items_inprocess.py`
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import secrets
@@ -235,14 +234,9 @@ async def inner(case: str, n: int) -> None:
 
 
 def run_inner(case: str, n: int) -> None:
-    sys.path.append(str(Path.cwd() / "src"))
-    try:
-        import uvloop
+    import items_inprocess as ip
 
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    runner(inner(case, n))
+    ip.run_in_loop(inner(case, n))
 
 
 # --- in the template's interpreter ------------------------------------------------------------
@@ -253,10 +247,8 @@ def prepare(project: Path | None, tmp: Path) -> tuple[Path, dict[str, str]]:
     import harness
 
     if project is None:
-        project = tmp / "service"
         started = time.monotonic()
-        harness.render(project, {})
-        harness.install(project, str(harness.copier_questions()["python_version"]["default"]))
+        project = harness.install_default(tmp / "service")
         print(f"rendered and installed in {time.monotonic() - started:.0f}s", flush=True)
     env = harness.service_env(port=8000)
     env.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -35,10 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     questions = harness.copier_questions()
     with tempfile.TemporaryDirectory(prefix="chf-load-") as tmp:
-        path = Path(tmp) / "service"
         started = time.monotonic()
-        harness.render(path, {})
-        harness.install(path, str(questions["python_version"]["default"]))
+        path = harness.install_default(Path(tmp) / "service")
         print(f"rendered and installed the default service in {time.monotonic() - started:.0f}s")
         project = Project(Variant("default"), path, {"project_slug": "my-service"})
         env = {"DATABASE_URL": f"sqlite:///{tmp}/load.db", **UNLIMITED}

@@ -122,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         project = args.project
         if project is None:
-            project = work / "service"
-            harness.render(project, {})
-            harness.install(project, str(harness.copier_questions()["python_version"]["default"]))
+            project = harness.install_default(work / "service")
         project = project.resolve()
         slug = project_slug(project)
         sources: dict[str, Path | None] = {}

@@ -283,11 +283,8 @@ def prepare_project(stack: ExitStack, args: argparse.Namespace) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix="chf-throughput-"))
     if not args.keep:
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)
-    project = tmp / "service"
-    python_version = str(harness.copier_questions()["python_version"]["default"])
     started = time.monotonic()
-    harness.render(project, {})
-    harness.install(project, python_version)
+    project = harness.install_default(tmp / "service")
     elapsed = time.monotonic() - started
     print(f"  rendered the default answers and installed them with uv in {elapsed:.0f}s")
     if args.keep:

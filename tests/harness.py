@@ -167,6 +167,13 @@ def install(project: Path, python_version: str) -> None:
         raise AssertionError(f"uv sync failed in {project}:\n{result.stdout}\n{result.stderr}")
 
 
+def install_default(project: Path) -> Path:
+    """Render the default answers into `project` and install it (the benchmarks' subject)."""
+    render(project, {})
+    install(project, str(copier_questions()["python_version"]["default"]))
+    return project
+
+
 def run(
     project: Path,
     *args: str,
