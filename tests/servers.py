@@ -49,15 +49,17 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def psql(url: str, sql: str) -> None:
+def psql(url: str, sql: str) -> str:
+    """Run `sql` and return its rows, unaligned, one per line."""
     result = subprocess.run(
-        [_pg_binary("psql"), plain_url(url), "-v", "ON_ERROR_STOP=1", "-qc", sql],
+        [_pg_binary("psql"), plain_url(url), "-X", "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
         capture_output=True,
         text=True,
         timeout=60,
     )
     if result.returncode != 0:
         raise Unavailable(f"psql {sql!r} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from conftest import Project
 from harness import ROOT, free_port, run, tool
-from servers import fresh_database, plain_url, psql
+from servers import fresh_database, psql
 from test_copier_prompts import Terminal
 
 ROWS = 10_000
@@ -56,17 +56,6 @@ def write_items(project: Project, url: str, count: int) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def query(url: str, sql: str) -> str:
-    result = subprocess.run(
-        ["psql", plain_url(url), "-X", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 def migrated(project: Project, env: dict[str, str], revision: str = "head") -> None:
     result = run(project.path, project.slug, "migrate", revision, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -91,8 +80,7 @@ def round_trip(
 ) -> None:
     """Seed, back up while a writer inserts, restore into a fresh database, compare."""
     env = {"DATABASE_URL": source, "BACKUP_TARGET": str(target)}
-    result = run(project.path, project.slug, "migrate", env=env, timeout=120)
-    assert result.returncode == 0, result.stderr
+    migrated(project, env)
     seed(project, source)
     before = rows(project, source)
     assert sum(len(table) for table in before.values()) >= ROWS
@@ -166,8 +154,7 @@ def postgres_service(
     """A migrated, seeded PostgreSQL database with one good backup."""
     with fresh_database(postgres_admin, "bk-fail") as url:
         env = {"DATABASE_URL": url, "BACKUP_TARGET": str(tmp_path / "backups")}
-        result = run(project.path, project.slug, "migrate", env=env, timeout=120)
-        assert result.returncode == 0, result.stderr
+        migrated(project, env)
         seed(project, url)
         created = backup(project, env, "create")
         assert created.returncode == 0, created.stderr
@@ -473,11 +460,11 @@ def test_restore_of_an_older_revision_over_a_newer_schema(
         assert created.returncode == 0, created.stderr
         assert "revision 0001" in created.stdout
         name = created.stdout.split()[1]
-        old_items = query(old, "SELECT name FROM items ORDER BY id")
+        old_items = psql(old, "SELECT name FROM items ORDER BY id")
 
         env = {"DATABASE_URL": live, "BACKUP_TARGET": str(target)}
         migrated(project, env)
-        head = query(live, "SELECT version_num FROM alembic_version")
+        head = psql(live, "SELECT version_num FROM alembic_version")
         assert head != "0001"
         seed(project, live, 500)
         before = rows(project, live)
@@ -496,16 +483,16 @@ def test_restore_of_an_older_revision_over_a_newer_schema(
             line = one_line_failure(result, "restore")
             assert line.endswith("the database is unchanged"), line
             assert rows(project, live) == before
-            assert query(live, "SELECT version_num FROM alembic_version") == head
+            assert psql(live, "SELECT version_num FROM alembic_version") == head
 
         restored = backup(project, env, "restore", name, "--yes")
         assert restored.returncode == 0, restored.stderr
         after = rows(project, live)
-        assert query(live, "SELECT name FROM items ORDER BY id") == old_items
+        assert psql(live, "SELECT name FROM items ORDER BY id") == old_items
         assert {table: len(found) for table, found in after.items()} == {
             table: (25 if table == "items" else 0) for table in before
         }
-        assert query(live, "SELECT version_num FROM alembic_version") == head
+        assert psql(live, "SELECT version_num FROM alembic_version") == head
 
 
 # -- the confirmation typed in a terminal ---------------------------------------------------------
