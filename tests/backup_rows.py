@@ -25,7 +25,7 @@ def _value(column: Any, table: str, number: int, parents: dict[str, list[int]]) 
     if foreign is not None:
         ids = parents[foreign.column.table.name]
         return ids[number % len(ids)]
-    kind = column.type
+    kind = getattr(column.type, "impl", column.type)  # a TypeDecorator (Timestamp): its impl
     if isinstance(kind, DateTime):
         return datetime(2026, 1, 1, tzinfo=UTC)
     if isinstance(kind, Boolean):
