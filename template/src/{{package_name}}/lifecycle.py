@@ -36,12 +36,17 @@ class Lifecycle:
             return
         loop = asyncio.get_running_loop()
 
+        def drain(signum: int, frame: FrameType | None) -> None:
+            logger.info("shutdown.draining", seconds=seconds)
+            loop.call_later(seconds, previous, signum, frame)
+
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            # Runs between two bytecodes of whatever the main thread was doing, perhaps inside
+            # the log's write lock: it takes no lock and leaves the logging to the event loop.
             if self.draining:
                 previous(signum, frame)
                 return
             self.draining = True
-            logger.info("shutdown.draining", seconds=seconds)
-            loop.call_soon_threadsafe(loop.call_later, seconds, previous, signum, frame)
+            loop.call_soon_threadsafe(drain, signum, frame)
 
         signal.signal(signal.SIGTERM, on_sigterm)
