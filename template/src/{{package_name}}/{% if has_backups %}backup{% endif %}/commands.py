@@ -13,6 +13,10 @@ from ..environment import load_settings
 from .errors import BackupError
 
 TARGET_HELP = "a directory or s3://bucket/prefix (default: BACKUP_TARGET)"
+UNSIGNED_HELP = (
+    "accept a backup without a signature (made before backups were signed); only for one "
+    "whose origin you know"
+)
 
 
 def add_backup_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -31,6 +35,7 @@ def add_backup_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     )
     verify.add_argument("name", metavar="NAME")
     verify.add_argument("--from", dest="source", metavar="TARGET", help=TARGET_HELP)
+    verify.add_argument("--allow-unsigned", action="store_true", help=UNSIGNED_HELP)
     verify.set_defaults(run=run_verify)
     restore = actions.add_parser(
         "restore", help="replace the database with a backup (after a safety backup)"
@@ -38,6 +43,7 @@ def add_backup_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     restore.add_argument("name", metavar="NAME")
     restore.add_argument("--from", dest="source", metavar="TARGET", help=TARGET_HELP)
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument("--allow-unsigned", action="store_true", help=UNSIGNED_HELP)
     restore.set_defaults(run=run_restore)
     prune = actions.add_parser("prune", help="delete the backups the retention settings drop")
     prune.add_argument("--from", dest="source", metavar="TARGET", help=TARGET_HELP)
@@ -91,22 +97,26 @@ def run_list(args: argparse.Namespace) -> int:
     from .store import open_store
 
     settings = load_settings()
+    key = settings.backup_signing_key
     try:
         store = open_store(settings, args.source)
-        backups = list_backups(store)
+        listing = list_backups(store, key.get_secret_value() if key else None)
     except BackupError as error:
         return _failed("list", error)
-    if not backups:
+    if not listing.backups and not listing.damaged:
         print(f"No backups in {store.description}")
         return 0
     now = datetime.now(UTC)
-    for manifest in backups:
+    for manifest in listing.backups:
         encrypted = "  encrypted" if manifest.encrypted else ""
+        unsigned = "  unsigned" if manifest.signature is None else ""
         print(
             f"{manifest.name}  {format_size(manifest.size):>10}  "
             f"{format_age(manifest.created_at, now):>12}  "
-            f"revision {manifest.alembic_revision}{encrypted}"
+            f"revision {manifest.alembic_revision}{encrypted}{unsigned}"
         )
+    for _, reason in listing.damaged:
+        print(reason)
     return 0
 
 
@@ -117,12 +127,13 @@ def run_verify(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         store = open_store(settings, args.source)
-        manifest = verify_backup(settings, store, args.name)
+        manifest = verify_backup(settings, store, args.name, allow_unsigned=args.allow_unsigned)
     except BackupError as error:
         return _failed("verify", error)
     print(
-        f"{manifest.name} is usable: its checksum, revision {manifest.alembic_revision} and "
-        f"the rows of its {len(manifest.row_counts)} tables match its manifest"
+        f"{manifest.name} is usable: its signature, checksum, revision "
+        f"{manifest.alembic_revision} and the rows of its {len(manifest.row_counts)} tables "
+        "match its manifest, and it migrates to this version's schema"
     )
     return 0
 
@@ -150,7 +161,13 @@ def run_restore(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         store = open_store(settings, args.source)
-        manifest, safety = restore_backup(settings, store, args.name, _confirmation(args.yes))
+        manifest, safety = restore_backup(
+            settings,
+            store,
+            args.name,
+            _confirmation(args.yes),
+            allow_unsigned=args.allow_unsigned,
+        )
     except BackupError as error:
         return _failed("restore", error)
     if safety is None:
@@ -171,11 +188,14 @@ def run_prune(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         store = open_store(settings, args.source)
-        kept, dropped = prune_backups(settings, store, dry_run=args.dry_run)
+        listing, dropped = prune_backups(settings, store, dry_run=args.dry_run)
     except BackupError as error:
         return _failed("prune", error)
     verb = "Would delete" if args.dry_run else "Deleted"
     for manifest in dropped:
         print(f"{verb} {manifest.name}")
-    print(f"{verb} {len(dropped)} backups, kept {len(kept)} in {store.description}")
+    for _, reason in listing.damaged:
+        print(f"Left alone: {reason}")
+    kept = len(listing.backups) + len(listing.damaged) - len(dropped)
+    print(f"{verb} {len(dropped)} backups, kept {kept} in {store.description}")
     return 0

@@ -82,6 +82,9 @@ class S3Store:
             extra["SSEKMSKeyId"] = self.settings.backup_s3_kms_key_id
         return extra
 
+    def prepare(self) -> None:
+        """Nothing to create: the bucket must exist, a prefix needs none."""
+
     def upload(self, source: Path, name: str) -> None:
         checksum = sha256_of(source)
         size = source.stat().st_size
@@ -117,7 +120,7 @@ class S3Store:
         except (BotoCoreError, ClientError) as error:
             raise self._failure(error, "download from") from None
 
-    def names(self) -> list[str]:
+    def names(self, *, missing_ok: bool = False) -> list[str]:
         start = f"{self.prefix}/" if self.prefix else ""
         found = []
         try:
@@ -131,14 +134,25 @@ class S3Store:
                         found.append(rest)
         except (BotoCoreError, ClientError) as error:
             raise self._failure(error, "list") from None
+        if not found and not missing_ok:
+            raise BackupError(
+                f"nothing in {self.description}; check BACKUP_TARGET or --from (bucket and prefix)"
+            )
         return sorted(found)
 
-    def read_bytes(self, name: str) -> bytes:
+    def read_bytes(self, name: str, limit: int) -> bytes:
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(name))
-            return response["Body"].read()
+            # One byte more than allowed, whatever the object's size: a larger one is refused
+            # without being read.
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(name), Range=f"bytes=0-{limit}"
+            )
+            data = response["Body"].read(limit + 1)
         except (BotoCoreError, ClientError) as error:
             raise self._failure(error, "read from") from None
+        if len(data) > limit:
+            raise BackupError(f"{name} is larger than {limit // 1024} KiB; refusing to read it")
+        return data
 
     def write_bytes(self, name: str, data: bytes) -> None:
         try:
