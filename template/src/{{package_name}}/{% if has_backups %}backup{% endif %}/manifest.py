@@ -105,7 +105,10 @@ def _problem(error: ValidationError) -> str:
 def parse_manifest(store: Store, name: str, signing_key: str | None) -> Manifest:
     """The manifest of backup `name`, or a BackupError saying in one line why it is damaged:
     too large, not the model, another backup's name, or (with a key) a wrong signature."""
-    data = store.read_bytes(manifest_name(name), MAX_MANIFEST_BYTES)
+    try:
+        data = store.read_bytes(manifest_name(name), MAX_MANIFEST_BYTES)
+    except BackupError as error:
+        raise BackupError(f"{name} is damaged: {error}") from None
     try:
         manifest = Manifest.from_json(data)
     except ValidationError as error:
