@@ -3,6 +3,7 @@
     python backup_rows.py PACKAGE seed URL COUNT   # COUNT rows spread over every table
     python backup_rows.py PACKAGE rows URL         # every table's rows as JSON
     python backup_rows.py PACKAGE write URL [N]    # insert items (N, or until stopped)
+    python backup_rows.py PACKAGE sign MANIFEST KEY  # sign a manifest again with KEY
 
 It reads the tables from the service's own models, so it fits every variant.
 """
@@ -89,8 +90,20 @@ async def write(metadata: Any, url: str, limit: int | None) -> None:
     await engine.dispose()
 
 
+def sign(package: str, path: str, key: str) -> None:
+    """What a holder of the signing key can do: sign a manifest as the service would."""
+    manifest = importlib.import_module(f"{package}.backup.manifest").Manifest
+    with open(path, "rb") as file:
+        signed = manifest.from_json(file.read()).signed(key)
+    with open(path, "wb") as file:
+        file.write(signed.to_json())
+
+
 def main() -> None:
     package, action, url, *rest = sys.argv[1:]
+    if action == "sign":
+        sign(package, url, rest[0])
+        return
     metadata = importlib.import_module(f"{package}.models").Base.metadata
     settings = importlib.import_module(f"{package}.settings").Settings
     url = settings(_env_file=None, database_url=url, jwt_secret_key="x" * 40).database_url

@@ -67,6 +67,14 @@ def backup(
     return run(project.path, project.slug, "backup", *args, env=env, input=input, timeout=600)
 
 
+def signing_key(project: Project) -> str:
+    """BACKUP_SIGNING_KEY of the project's .env, which the commands run here read."""
+    for line in (project.path / ".env").read_text().splitlines():
+        if line.startswith("BACKUP_SIGNING_KEY="):
+            return line.split("=", 1)[1]
+    raise AssertionError("copier wrote no BACKUP_SIGNING_KEY into .env")
+
+
 def one_line_failure(result: subprocess.CompletedProcess[str], command: str) -> str:
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
@@ -119,13 +127,15 @@ def round_trip(
     assert len(after["items"]) > len(before["items"]), "no row written during the backup"
     manifest = json.loads((target / f"{name}.manifest.json").read_text())
     assert manifest["row_counts"]["items"] == len(after["items"])
+    started = time.monotonic()
     verified = backup(project, env, "verify", name)
+    verify_seconds = time.monotonic() - started
     assert verified.returncode == 0, verified.stderr
     total = sum(len(table) for table in before.values())
     record(
         f"backup {kind}",
-        f"{total} rows: create {backup_seconds:.1f} s, restore {restore_seconds:.1f} s "
-        f"({manifest['size'] / 1024 / 1024:.1f} MiB)",
+        f"{total} rows: create {backup_seconds:.1f} s, verify {verify_seconds:.1f} s, "
+        f"restore {restore_seconds:.1f} s ({manifest['size'] / 1024 / 1024:.1f} MiB)",
     )
 
 
@@ -161,7 +171,11 @@ def postgres_service(
         yield env, created.stdout.split()[1]
 
 
-def rewrite(target: Path, name: str, data: bytes | None = None, **changes: object) -> None:
+def rewrite(
+    project: Project, target: Path, name: str, data: bytes | None = None, **changes: object
+) -> None:
+    """Replace a backup's file, or change its manifest, and sign the manifest again with the
+    project's key: a backup made that way by someone who holds the key."""
     manifest_path = target / f"{name}.manifest.json"
     manifest = json.loads(manifest_path.read_text())
     if data is not None:
@@ -169,6 +183,16 @@ def rewrite(target: Path, name: str, data: bytes | None = None, **changes: objec
         manifest.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
     manifest.update(changes)
     manifest_path.write_text(json.dumps(manifest))
+    signed = run(
+        project.path,
+        "python",
+        HELPER,
+        project.package,
+        "sign",
+        str(manifest_path),
+        signing_key(project),
+    )
+    assert signed.returncode == 0, signed.stderr
 
 
 @pytest.mark.variants(lambda v: v.id == POSTGRES_VARIANT)
@@ -193,24 +217,24 @@ def test_failures_leave_postgresql_unchanged(
 
     assert "without confirmation" in refused("restore", name)
 
-    rewrite(target, name, sha256="0" * 64)
+    rewrite(project, target, name, sha256="0" * 64)
     assert "is damaged: its size or SHA-256" in refused("restore", name, "--yes")
     assert "is damaged" in refused("verify", name)
 
     corrupted = bytearray(original)
     middle = len(corrupted) // 2
     corrupted[middle : middle + 4096] = os.urandom(4096)
-    rewrite(target, name, bytes(corrupted))
-    assert f"reading {name} failed" in refused("restore", name, "--yes")
+    rewrite(project, target, name, bytes(corrupted))
+    assert f"loading {name} into a scratch database failed" in refused("restore", name, "--yes")
 
-    rewrite(target, name, original[: len(original) // 2])
-    assert f"reading {name} failed" in refused("restore", name, "--yes")
+    rewrite(project, target, name, original[: len(original) // 2])
+    assert f"loading {name} into a scratch database failed" in refused("restore", name, "--yes")
     # The whole archive was read before anything else: no safety backup of the database.
     assert sorted(path.name for path in target.iterdir()) == [name, f"{name}.manifest.json"]
 
-    rewrite(target, name, original, alembic_revision="9999_from_the_future")
+    rewrite(project, target, name, original, alembic_revision="9999_from_the_future")
     assert "which this version's migrations do not know" in refused("restore", name, "--yes")
-    rewrite(target, name, original, alembic_revision=revision)
+    rewrite(project, target, name, original, alembic_revision=revision)
 
     fake = tmp_path / "other-client"
     fake.mkdir()
@@ -237,6 +261,87 @@ def test_failures_leave_postgresql_unchanged(
     one_line_failure(full, "create")
     assert rows(project, url) == before
     assert sorted(target.iterdir()) == complete, "nothing may be left in the target"
+
+
+# -- archives whose SQL attacks the server ------------------------------------------------------
+
+# The options of a sequence in the archive's table of contents (plain text there, unlike the
+# compressed data): replaced by SQL of the same length, the archive's offsets stay right.
+SEQUENCE_OPTIONS = (
+    b"    AS integer\n    START WITH 1\n    INCREMENT BY 1\n    NO MINVALUE\n    NO MAXVALUE\n"
+    b"    CACHE 1;"
+)
+
+
+def injected(archive: bytes, sql: str) -> bytes:
+    """`archive` with `sql` run after the first CREATE SEQUENCE of its table of contents."""
+    statement = f";\n{sql}".encode()
+    assert len(statement) <= len(SEQUENCE_OPTIONS), sql
+    assert SEQUENCE_OPTIONS in archive
+    return archive.replace(SEQUENCE_OPTIONS, statement.ljust(len(SEQUENCE_OPTIONS)), 1)
+
+
+def scratch_leftovers(admin_url: str, database_url: str) -> str:
+    """The scratch databases and restore roles of `database_url`'s database still there."""
+    label = re.sub(r"[^a-z0-9_]", "_", database_url.rsplit("/", 1)[1].lower())[:30]
+    return psql(
+        admin_url,
+        "SELECT datname FROM pg_database"
+        f" WHERE datname ~ '^{label}_(archive|copy)_[0-9a-f]{{8}}$'"
+        " UNION ALL SELECT rolname FROM pg_roles"
+        f" WHERE rolname ~ '^{label}_restore_[0-9a-f]{{8}}$'",
+    )
+
+
+@pytest.mark.variants(lambda v: v.id == POSTGRES_VARIANT)
+def test_archive_sql_runs_only_in_a_scratch_database_without_privileges(
+    project: Project,
+    postgres_service: tuple[dict[str, str], str],
+    postgres_admin: str,
+    tmp_path: Path,
+) -> None:
+    """Archives signed with the right key and consistent with their manifest, whose SQL
+    commits early and then fails, writes a file on the server, or says who runs it: every row
+    of the live database stays, no file is written, the SQL runs as a temporary role without
+    privileges, and the failure line carries the error."""
+    env, name = postgres_service
+    target = Path(env["BACKUP_TARGET"])
+    url = env["DATABASE_URL"]
+    original = (target / name).read_bytes()
+    before = rows(project, url)
+    backups = sorted(path.name for path in target.iterdir())
+
+    def refused(action: str, sql: str) -> str:
+        rewrite(project, target, name, injected(original, sql))
+        args = (action, name, "--yes") if action == "restore" else (action, name)
+        line = one_line_failure(backup(project, env, *args), action)
+        assert rows(project, url) == before, f"{action} with {sql!r}: the database changed"
+        assert sorted(path.name for path in target.iterdir()) == backups, "a safety backup"
+        return line
+
+    for action in ("verify", "restore"):
+        line = refused(action, "COMMIT; SELECT 1 FROM no_such_table;")
+        assert f"loading {name} into a scratch database failed" in line
+        assert 'relation "no_such_table" does not exist' in line, line
+
+    written = Path(f"/tmp/bk-{os.urandom(4).hex()}")
+    try:
+        for action in ("verify", "restore"):
+            line = refused(action, f"RESET ROLE; COPY (SELECT 'x') TO '{written}';")
+            assert "permission denied" in line or "must be superuser" in line, line
+            assert not written.exists(), "the archive wrote a file on the server"
+    finally:
+        written.unlink(missing_ok=True)
+
+    line = refused("verify", "DO $$BEGIN RAISE 'run by %', session_user; END$$;")
+    role = re.search(r"ERROR:\s+run by (\S+)", line)
+    assert role is not None, line
+    assert re.fullmatch(r".+_restore_[0-9a-f]{8}", role.group(1)), line
+    assert scratch_leftovers(postgres_admin, url) == "", "scratch databases or roles left behind"
+
+    rewrite(project, target, name, original)
+    verified = backup(project, env, "verify", name)
+    assert verified.returncode == 0, verified.stderr
 
 
 # -- S3 ------------------------------------------------------------------------------------------
@@ -397,6 +502,14 @@ def test_s3_round_trip_multipart_prune_and_failures(
             [safety, f"{safety}.manifest.json", newer, f"{newer}.manifest.json"]
         )
 
+        # A prefix that holds nothing: an error, not an empty list.
+        empty = backup(project, {**env, "BACKUP_TARGET": f"s3://{BUCKET}/no/such/prefix"}, "list")
+        line = one_line_failure(empty, "list")
+        assert line == (
+            f"backup list: nothing in s3://{BUCKET}/no/such/prefix; check BACKUP_TARGET or "
+            "--from (bucket and prefix)"
+        )
+
         # S3 unreachable: nothing listens on the port.
         work = tmp_path / "tmp"
         work.mkdir()
@@ -421,24 +534,24 @@ def test_s3_round_trip_multipart_prune_and_failures(
 # -- a restore over a newer schema ------------------------------------------------------------
 
 
-def failing_clients(directory: Path, pg_restore_script: str) -> Path:
-    """A BACKUP_PG_BIN_DIR of the real clients, but a pg_restore that goes wrong when it
-    writes the SQL of a restore (`--file=-`)."""
+def failing_clients(directory: Path, pg_dump_script: str) -> Path:
+    """A BACKUP_PG_BIN_DIR of the real clients, but a pg_dump that goes wrong when it writes
+    the SQL of the checked copy that replaces the live schema (`--format=plain`)."""
     directory.mkdir()
-    real = shutil.which("pg_restore")
+    real = shutil.which("pg_dump")
     assert real is not None
-    for name in ("pg_dump", "psql"):
+    for name in ("pg_restore", "psql"):
         found = shutil.which(name)
         assert found is not None
         (directory / name).symlink_to(found)
-    (directory / "pg_restore").write_text(
+    (directory / "pg_dump").write_text(
         "#!/bin/sh\n"
         'case " $* " in\n'
-        f'  *" --file=- "*) {pg_restore_script.replace("REAL", real)} ;;\n'
+        f'  *" --format=plain "*) {pg_dump_script.replace("REAL", real)} ;;\n'
         f'  *) exec {real} "$@" ;;\n'
         "esac\n"
     )
-    (directory / "pg_restore").chmod(0o755)
+    (directory / "pg_dump").chmod(0o755)
     return directory
 
 
@@ -470,8 +583,9 @@ def test_restore_of_an_older_revision_over_a_newer_schema(
         before = rows(project, live)
         assert all(before.values())
 
-        # pg_restore dies half-way through writing the SQL; then psql fails on the last
-        # statement: each time after the schema was dropped, in the same transaction.
+        # pg_dump dies half-way through writing the checked copy's SQL; then psql fails on
+        # the last statement: each time after the schema was dropped, in the same
+        # transaction, and after a safety backup, which the message names.
         for label, script in (
             ("died", 'REAL "$@" | head -c 3000; exit 1'),
             ("bad-sql", 'REAL "$@" && echo "SELECT no_such_function();"'),
@@ -481,7 +595,9 @@ def test_restore_of_an_older_revision_over_a_newer_schema(
                 project, {**env, "BACKUP_PG_BIN_DIR": str(bin_dir)}, "restore", name, "--yes"
             )
             line = one_line_failure(result, "restore")
-            assert line.endswith("the database is unchanged"), line
+            safety = re.search(r"the database is unchanged \(safety backup: (\S+)\)$", line)
+            assert safety is not None, line
+            assert (target / f"{safety.group(1)}.manifest.json").is_file()
             assert rows(project, live) == before
             assert psql(live, "SELECT version_num FROM alembic_version") == head
 
