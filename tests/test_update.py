@@ -340,11 +340,15 @@ def test_update_keeps_edits_env_and_data(
             for line in env_after.removeprefix(env_before).splitlines()
             if line and not line.startswith("#")
         ]
-        # Secrets the new version needs and .env lacks: JWT's, and the Compose stack's
-        # database password (compose.yaml is new in 0.3.0, and the default deploys with it).
+        # Secrets the new version needs and .env lacks: JWT's, the backups' signing key, and
+        # the Compose stack's database password (compose.yaml is new in 0.3.0, and the
+        # default deploys with it).
         expected = ["JWT_SECRET_KEY"] if updated["auth"] in {"jwt", "jwt_api_key"} else []
         if "JWT_SECRET_KEY=" in env_before:
             expected = []
+        # Backups are signed since 0.3.0.
+        if updated.answers.get("backups") and "BACKUP_SIGNING_KEY=" not in env_before:
+            expected.append("BACKUP_SIGNING_KEY")
         if updated["database"] == "postgresql" and "compose" in updated.answers.get(
             "deployment", []
         ):

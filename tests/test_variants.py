@@ -207,6 +207,8 @@ class TestRendering:
         }
         generated |= dict(line.split("=", 1) for line in stack_lines if "=" in line)
         secrets = ["JWT_SECRET_KEY"] if project["auth"] in ("jwt", "jwt_api_key") else []
+        if project.variant.has("backups", "yes"):
+            secrets.append("BACKUP_SIGNING_KEY")
         if project.variant.has("deployment", "compose") and project["database"] == "postgresql":
             secrets.append("POSTGRES_PASSWORD")
         assert sorted(generated) == sorted(secrets)

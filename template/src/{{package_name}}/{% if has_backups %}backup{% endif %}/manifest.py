@@ -132,7 +132,8 @@ def parse_manifest(store: Store, name: str, signing_key: str | None) -> Manifest
 
 def read_manifest(store: Store, name: str) -> Manifest:
     """The manifest of `name` as it is (signature unchecked): authenticate() checks it."""
-    if name not in set(store.names()) or manifest_name(name) not in set(store.names()):
+    names = set(store.names())
+    if name not in names or manifest_name(name) not in names:
         raise BackupError(
             f"no complete backup {name} in {store.description}; `backup list` shows the names"
         )
