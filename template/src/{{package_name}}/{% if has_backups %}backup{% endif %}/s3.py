@@ -82,9 +82,6 @@ class S3Store:
             extra["SSEKMSKeyId"] = self.settings.backup_s3_kms_key_id
         return extra
 
-    def prepare(self) -> None:
-        """Nothing to create: the bucket must exist, a prefix needs none."""
-
     def upload(self, source: Path, name: str) -> None:
         checksum = sha256_of(source)
         size = source.stat().st_size

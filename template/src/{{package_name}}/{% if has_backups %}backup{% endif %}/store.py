@@ -19,9 +19,6 @@ CHUNK = 1024 * 1024
 class Store(Protocol):
     description: str
 
-    def prepare(self) -> None:
-        """Make the target ready for a new backup (a directory: create it)."""
-
     def upload(self, source: Path, name: str) -> None:
         """Store `source` as `name`: complete and verified, or not at all."""
 
@@ -72,7 +69,7 @@ class DirectoryStore:
             raise BackupError(f"{name!r} is not a backup name; `backup list` shows the names")
         return self.directory / name
 
-    def prepare(self) -> None:
+    def _prepare(self) -> None:
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
@@ -99,7 +96,7 @@ class DirectoryStore:
     def _write(self, name: str, fill: Callable[[BinaryIO], object]) -> Path:
         """Write `name` into a new private temporary file of the target, removed again if
         anything fails; returns its path (renamed by the caller)."""
-        self.prepare()
+        self._prepare()
         self._path(name)
         descriptor, temporary = tempfile.mkstemp(
             prefix=f".{name}.", suffix=".partial", dir=self.directory
