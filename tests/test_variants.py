@@ -221,6 +221,12 @@ class TestRendering:
         assert ignored.returncode == 0, ".env must be git-ignored"
         kept = subprocess.run(["git", "check-ignore", "-q", ".env.example"], cwd=project.path)
         assert kept.returncode == 1, ".env.example must be committed"
+        if project.variant.has("backups", "yes"):
+            # The default BACKUP_TARGET: dumps of every table, never committed nor built in.
+            dump = "backups/x-20261130T231500Z.dump"
+            ignored = subprocess.run(["git", "check-ignore", "-q", dump], cwd=project.path)
+            assert ignored.returncode == 0, "backups/ must be git-ignored"
+            assert "\nbackups\n" in (project.path / ".dockerignore").read_text()
 
     def test_env_example_lists_every_setting(self, project: Project) -> None:
         listed = {
