@@ -334,7 +334,7 @@ def test_archive_sql_runs_only_in_a_scratch_database_without_privileges(
         written.unlink(missing_ok=True)
 
     line = refused("verify", "DO $$BEGIN RAISE 'run by %', session_user; END$$;")
-    role = re.search(r"ERROR:\s+run by (\S+)", line)
+    role = re.search(r"ERROR:\s+run by (\w+)", line)
     assert role is not None, line
     assert re.fullmatch(r".+_restore_[0-9a-f]{8}", role.group(1)), line
     assert scratch_leftovers(postgres_admin, url) == "", "scratch databases or roles left behind"
