@@ -101,6 +101,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
+        if (
+            self.in_head
+            and not self.head_bytes
+            and data.find(_BLANK_LINE) == len(data) - 4
+            and data[0] not in b"\r\n"
+            and len(data) <= MAX_HEAD_BYTES
+            and data.count(b"\n") <= MAX_HEADERS + 2
+            and self.refusal is None
+        ):
+            # The usual read: one whole head within the bounds, and nothing after it.
+            self.deadline = 0.0
+            try:
+                self.parser.feed_data(data)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
+                self._parse_failed(error)
+                return
+            if not self.in_head:
+                self.body_left = self._body_length()
+            return
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        """Any read: the parts of heads counted, each part fed to the parser on its own."""
         if self.refusal is not None:
             return
         # What is left of the read is data[start:]: pieces are fed as views, never copied.
@@ -207,20 +230,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self.parser.feed_data(data)
             else:
                 self.parser.feed_data(memoryview(data)[start:end])
-        except httptools.HttpParserUpgrade:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
+            self._parse_failed(error)
+            return False
+        return True
+
+    def _parse_failed(self, error: Exception) -> None:
+        if isinstance(error, httptools.HttpParserUpgrade):
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             # Otherwise the request was served as plain HTTP (a server may ignore Upgrade);
             # what followed it in this read is dropped, as uvicorn does.
-            return False
-        except httptools.HttpParserError as error:
-            self.logger.warning("Invalid HTTP request received.")
-            if self.cycle is not None and self.cycle.response_started:
-                self.transport.close()  # no second response in the middle of one
-            else:
-                self._refuse(HTTPStatus.BAD_REQUEST, f"The request is not valid HTTP/1.1: {error}")
-            return False
-        return True
+            return
+        self.logger.warning("Invalid HTTP request received.")
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # no second response in the middle of one
+        else:
+            self._refuse(HTTPStatus.BAD_REQUEST, f"The request is not valid HTTP/1.1: {error}")
 
     def _start_clock(self) -> None:
         self.deadline = self.loop.time() + MAX_HEAD_SECONDS
@@ -269,7 +295,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        if not self.url.startswith(b"/"):
+        if self.url[:1] != b"/":
             self._use_target_host()
         super().on_headers_complete()
 
@@ -294,6 +320,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self.in_head and self.refusal is None:
+            return  # the usual case: nothing waits for this answer
         if self.transport.is_closing() or not self.cycle.response_complete:
             return  # closed, or the next request of a pipeline is being answered
         if self.refusal is not None:
