@@ -104,7 +104,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if (
             self.in_head
             and not self.head_bytes
-            and data.find(_BLANK_LINE) == len(data) - 4
+            and 0 <= len(data) - 4 == data.find(_BLANK_LINE)  # its first blank line ends it
             and data[0] not in b"\r\n"
             and len(data) <= MAX_HEAD_BYTES
             and data.count(b"\n") <= MAX_HEADERS + 2
