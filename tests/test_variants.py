@@ -3,6 +3,7 @@ boots as a real process that answers over HTTP and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -338,6 +339,8 @@ UNLIMITED_ENV = {
     "RATE_LIMIT_AUTHENTICATED": "1000000/minute",
     "RATE_LIMIT_LOGIN": "1000000/minute",
 }
+# A body not complete 2 s after its head is answered 408 (check_slow_body).
+BODY_TIMEOUT_ENV = {"REQUEST_BODY_TIMEOUT_SECONDS": "2"}
 # Generated requests per operation and caller (anonymous, and an admin where there is one).
 SCHEMATHESIS_EXAMPLES = 5
 
@@ -362,7 +365,7 @@ class TestBoot:
         service_env: dict[str, str],
         record_property: Callable[[str, object], None],
     ) -> None:
-        env = {**service_env, **BOOT_ENV, **UNLIMITED_ENV}
+        env = {**service_env, **BOOT_ENV, **UNLIMITED_ENV, **BODY_TIMEOUT_ENV}
         with (
             auth_boot_env(project) as auth_env,
             serving(project.path, project.slug, {**env, **auth_env}) as service,
@@ -374,8 +377,10 @@ class TestBoot:
             if project["database"] != "none":
                 headers = credentials(project, service)
                 check_items(service, headers)
+                check_slow_body(service, headers)
             record_property("schemathesis", check_no_server_error(service, headers))
             check_head_bounds(service)
+            check_protocol_answers(service)
             slow_head.join(20)
             code = service.stop(signal.SIGTERM)
         # A head still incomplete 10 s after the connection opened is cut off with 408.
@@ -574,16 +579,78 @@ def check_no_server_error(service: Service, headers: dict[str, str]) -> str:
     return f"{operations} operation runs, {sent} requests, no 5xx"
 
 
+def assert_raw_problem(answer: bytes, status: int) -> dict[str, object]:
+    """`answer`, raw bytes, is a problem+json response naming its X-Request-ID."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), answer[:300]
+    assert b"content-type: application/problem+json" in head.lower(), head
+    found = re.search(rb"x-request-id: ([0-9a-f]{32})", head, re.IGNORECASE)
+    assert found, head
+    problem: dict[str, object] = json.loads(body)
+    assert problem["request_id"] == found[1].decode()
+    return problem
+
+
 def check_head_bounds(service: Service) -> None:
-    """`serve` bounds each request head: over 32 KiB or over 100 headers is 431."""
+    """`serve` bounds each request head: over 32 KiB or over 100 headers is 431. Each head is
+    counted alone: a head completed in the read that carries its body, and a kept-alive
+    request after a body the service answered unread, are served."""
     large = f"X-Large: {'a' * 32 * 1024}\r\n"
     many = "".join(f"X-{n}: 1\r\n" for n in range(100))
     for extra in (large, many):
         head = f"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"
         with raw_request(service.port, head.encode()) as sock:
             answer = read_response(sock)
-        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
-        assert b"application/problem+json" in answer
+        assert_raw_problem(answer, 431)
+    # 99 headers and a head just under 32 KiB, its last byte sent with a body of raw newlines.
+    filler = "".join(f"X-{n}: 1\r\n" for n in range(95))
+    body = b"\n" * 30_000
+    head = (
+        f"POST /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n{filler}"
+        f"Content-Length: {len(body)}\r\nX-Pad: \r\nConnection: close\r\n\r\n"
+    ).encode()
+    head = head.replace(b"X-Pad: ", b"X-Pad: " + b"p" * (32 * 1024 - len(head)))
+    with raw_request(service.port, head[:-1]) as sock:
+        time.sleep(0.2)
+        sock.sendall(head[-1:] + body)
+        answer = read_response(sock)
+    assert_raw_problem(answer, 413)  # over MAX_REQUEST_BODY_BYTES: answered without reading it
+    with httpx.Client(base_url=service.url) as client:
+        for _ in range(20):
+            assert client.post("/no-such-path", content=b"x\r\n" * 70_000).status_code in (404, 413)
+            assert client.get("/health/live").status_code == 200
+
+
+def check_protocol_answers(service: Service) -> None:
+    """A malformed request, an absolute-form target naming another host and a WebSocket
+    upgrade are answered like any request: problem+json with a request id, or served."""
+    with raw_request(service.port, b"GET /health/live HTTP/1.1\nHost: 127.0.0.1\n\n") as sock:
+        assert_raw_problem(read_response(sock), 400)
+    evil = b"GET http://evil.example/api/v1/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with raw_request(service.port, evil) as sock:
+        assert_raw_problem(read_response(sock), 400)
+    upgrade = (
+        b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    with raw_request(service.port, upgrade) as sock:
+        answer = read_response(sock)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+
+
+def check_slow_body(service: Service, headers: dict[str, str]) -> None:
+    """A body still incomplete REQUEST_BODY_TIMEOUT_SECONDS after its head: 408, closed."""
+    credential_lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    head = (
+        "POST /api/v1/items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"{credential_lines}Content-Length: 100\r\n\r\n"
+    )
+    with raw_request(service.port, head.encode() + b'{"name": ') as sock:
+        answer = read_response(sock)
+        assert sock.recv(1) == b""  # closed
+    problem = assert_raw_problem(answer, 408)
+    assert problem["detail"] == "The request body did not arrive within 2 seconds"
 
 
 def access_log(service: Service, request_id: str) -> dict[str, object]:
