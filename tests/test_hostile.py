@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -101,7 +102,9 @@ def test_production_refuses_to_start_with_an_unsafe_setting(
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.splitlines() == [
         "Invalid configuration (environment variables or .env):",
-        "  TRUSTED_PROXIES must list the addresses of your proxies in production, not '*'",
+        "  TRUSTED_PROXIES must list the addresses of your proxies in production, not networks "
+        "that together hold more public addresses than a private range (10.0.0.0/8, fc00::/7): "
+        "'*'",
     ]
 
 
@@ -195,3 +198,87 @@ def test_slow_bodies_are_answered_408_and_release_their_connections(
     assert set(outcome["statuses"]) == {"HTTP/1.1 408 Request Timeout"}
     assert outcome["closed"] == SLOW_CLIENTS
     assert after[0] <= before[0] + 5, (before, after)
+
+
+def production_env(database_env: dict[str, str]) -> dict[str, str]:
+    """A production configuration the guard accepts: generated secrets (JWT_SECRET_KEY is the
+    one the project's .env task wrote), as the README's commands make them."""
+    return {
+        **database_env,
+        "APP_ENV": "production",
+        "DOCS_ENABLED": "false",
+        "TRUSTED_HOSTS": "api.example.com,127.0.0.1",
+        "TRUSTED_PROXIES": "10.0.0.0/8,fd00::/8",
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
+        "JWT_PREVIOUS_SECRET_KEYS": f"{secrets.token_urlsafe(48)},{secrets.token_hex(32)}",
+    }
+
+
+PROXIES = "  TRUSTED_PROXIES must list the addresses of your proxies in production"
+HOSTS = "  TRUSTED_HOSTS must list this service's names in production"
+TYPED = "looks typed by hand, not generated: zxcvbn estimates it at "
+
+
+# Each case starts the service once (a production check stops it before it serves); the
+# generated test_settings.py covers the other spellings without a process each.
+LOOKS_SAFE = [
+    ({"TRUSTED_PROXIES": "0.0.0.0/1,128.0.0.0/1"}, PROXIES),
+    ({"TRUSTED_PROXIES": "10.0.0.1,::ffff:0:0/96"}, PROXIES),
+    ({"TRUSTED_HOSTS": "*.co.uk"}, HOSTS),
+    ({"TRUSTED_HOSTS": "api.example.com,*.github.io"}, HOSTS),
+    ({"JWT_SECRET_KEY": "ThisIsMyVerySecretKeyForProduction2024"}, f"  JWT_SECRET_KEY {TYPED}"),
+    ({"JWT_PREVIOUS_SECRET_KEYS": "a" * 40}, f"  JWT_PREVIOUS_SECRET_KEYS (secret 1) {TYPED}"),
+    ({"METRICS_TOKEN": "prometheus-scrape-token"}, f"  METRICS_TOKEN {TYPED}"),
+]
+
+
+@pytest.mark.variants(lambda v: v.id == "default")
+@pytest.mark.parametrize(
+    ("unsafe", "refusal"),
+    LOOKS_SAFE,
+    ids=[f"{name}={value[:24]}" for unsafe, _ in LOOKS_SAFE for name, value in unsafe.items()],
+)
+def test_production_refuses_what_only_looks_safe(
+    project: Project, database_env: dict[str, str], unsafe: dict[str, str], refusal: str
+) -> None:
+    """Everyone split into networks, wildcards under public suffixes, secrets typed by hand
+    (a previous JWT secret too: it still verifies tokens): exit status 2 before serving, one
+    line that names the variable, with the hint command whole and no secret in it."""
+    env = production_env(database_env) | unsafe
+    result = run(project.path, project.slug, "serve", env=env, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    header, *problems = result.stderr.splitlines()
+    assert header == "Invalid configuration (environment variables or .env):"
+    assert len(problems) == 1, result.stderr
+    assert problems[0].startswith(refusal), problems[0]
+    if "SECRET" in problems[0] or "TOKEN" in problems[0]:
+        assert problems[0].endswith(("token_urlsafe(48))'", "token_urlsafe(32))'"))
+        assert next(iter(unsafe.values())) not in result.stderr
+
+
+@pytest.mark.variants(lambda v: v.id in {"default", "jwt-apikey-pg-nolimit"})
+def test_failing_log_ins_leave_no_credential_in_the_log(
+    project: Project, database_env: dict[str, str]
+) -> None:
+    """Production with generated secrets starts; a log-in with NUL in the user name is a 422
+    on every database (PostgreSQL cannot compare such text), a wrong one a 401, and the log
+    holds neither the name nor the password typed."""
+    name, password = "alice-who-logs-in", "correct-horse-battery-staple"
+    with (
+        serving(project.path, project.slug, production_env(database_env)) as service,
+        httpx.Client(base_url=service.url, timeout=60) as client,
+    ):
+        for form, status in (
+            ({"username": f"{name}\x00", "password": password}, 422),
+            ({"username": name, "password": f"{password}\x00"}, 422),
+            ({"username": name, "password": password}, 401),
+        ):
+            response = client.post("/api/v1/auth/token", data=form)
+            assert response.status_code == status, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+        assert service.stop() == 0
+    logins = [line for line in service.logs() if line.get("path") == "/api/v1/auth/token"]
+    statuses = [line["status"] for line in logins if line.get("event") == "request"]
+    assert statuses == [422, 422, 401]
+    assert name not in service.output
+    assert password not in service.output

@@ -27,7 +27,8 @@ SECRET_VALUES = {
     "DATABASE_URL": f"postgresql://app:{secrets.token_urlsafe(24)}@postgres:5432/app",
     "REDIS_URL": "redis://redis:6379/0",
     "SENTRY_DSN": "https://public@sentry.example.com/1",
-    "API_KEY_HASHES": f"deploy:admin:{hashlib.sha256(b'deploy').hexdigest()}",
+    # The hash of a key as `create-api-key` makes it (a common word's hash is refused).
+    "API_KEY_HASHES": f"deploy:admin:{hashlib.sha256(secrets.token_bytes(32)).hexdigest()}",
 }
 
 

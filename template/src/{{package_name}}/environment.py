@@ -19,7 +19,7 @@ def describe_settings_error(error: ValidationError) -> str:
         if item["loc"]:
             lines.append(f"  {str(item['loc'][0]).upper()}: {message}")
         else:
-            lines.extend(f"  {part}" for part in message.split("; "))
+            lines.extend(f"  {part}" for part in message.splitlines())
     return "\n".join(lines)
 
 
