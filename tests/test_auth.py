@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -118,3 +121,52 @@ def test_oidc_tokens_of_a_local_issuer(project: Project, database_env: dict[str,
             refused(
                 httpx.post(f"{service.url}/api/v1/items", json={"name": "x"}, headers=viewer), 403
             )
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+# The service's peak RSS may grow this much while its issuer serves a 200 MiB JWKS: the
+# 1 MiB it reads, and the buffers of one connection. Measured: 2 GiB before the cap.
+JWKS_PEAK_GROWTH_BOUND_MIB = 32
+
+
+@pytest.mark.variants(lambda v: v.has("auth", "oidc"))
+def test_a_hostile_jwks_never_gives_a_500_nor_takes_memory(
+    project: Project, database_env: dict[str, str], record_property: Callable[[str, object], None]
+) -> None:
+    with local_issuer(project) as issuer:
+        env = {**database_env, **issuer_env(issuer, project), "OIDC_JWKS_REFRESH_SECONDS": "1"}
+        httpx.get(f"{issuer}/jwks-mode", params={"name": "null"})
+        with serving(project.path, project.slug, env) as service:
+            assert service.process is not None
+            me = f"{service.url}/api/v1/auth/me"
+
+            def ask(kid: str = "boot-key") -> httpx.Response:
+                token = httpx.get(f"{issuer}/token", params={"roles": "viewer", "kid": kid})
+                bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+                return httpx.get(me, headers=bearer, timeout=30)
+
+            # At startup, a bad JWKS: no key was ever loaded, so 503.
+            assert_problem(ask(), 503)
+            assert httpx.get(f"{service.url}/health/ready").status_code == 503
+            httpx.get(f"{issuer}/jwks-mode", params={"name": "good"})
+            time.sleep(1.1)  # past the wait between two fetches
+            assert ask().status_code == 200
+            before = peak_rss_mib(service.process.pid)
+            for mode in ("huge", "five", "nested", "not-objects", "not-json"):
+                httpx.get(f"{issuer}/jwks-mode", params={"name": mode})
+                time.sleep(1.1)  # past OIDC_JWKS_REFRESH_SECONDS: an unknown kid fetches
+                refused(ask(kid=f"unknown-{mode}"))
+                assert ask().status_code == 200, f"{mode}: the keys already loaded stay"
+            growth = peak_rss_mib(service.process.pid) - before
+            sent = httpx.get(f"{issuer}/jwks-sent").json()
+            service.stop()
+    record_property("memory", f"peak RSS +{growth:.1f} MiB; {sent >> 20} MiB of JWKS sent")
+    assert growth < JWKS_PEAK_GROWTH_BOUND_MIB, f"peak RSS grew by {growth:.1f} MiB"
+    assert sent < 64 << 20, f"{sent} bytes of the 200 MiB JWKS were read"
+    assert not [line for line in service.logs() if line.get("event") == "unhandled_exception"]

@@ -262,3 +262,41 @@ def test_the_sixth_bad_password_is_refused_even_from_a_new_client_port(
     assert 1 <= int(response.headers["retry-after"]) <= 900
     assert response.headers["ratelimit-policy"] == '"login";q=5;w=900'
     assert other.status_code == 401, "the limit is per user name: another one is not refused"
+
+
+# Each group: spellings of one client (or, last, values that are no address at all), sent by a
+# trusted proxy; only the first of each group finds a quota left.
+SPELLINGS = [
+    ["2001:DB8::1", "2001:db8:0:0:0:0:0:1", "2001:db8::ffff:2"],
+    ["::ffff:198.51.100.7", "198.51.100.7"],
+    ["not-an-address", "another", "1.2.3.4.5"],
+]
+
+
+@pytest.mark.variants(lambda v: not v.has("rate_limiter", "none"))
+def test_no_spelling_of_an_address_buys_a_second_quota(
+    project: Project, database_env: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    env = {**database_env, "TRUSTED_PROXIES": "127.0.0.1", "RATE_LIMIT_DEFAULT": "1/minute"}
+    env["RATE_LIMIT_LOGIN_ACCOUNT"] = "3/minute"
+    if project.variant.has("rate_limiter", "redis"):
+        env["REDIS_URL"] = request.getfixturevalue("private").url
+    users = project.variant.has("auth", "jwt", "jwt_api_key")
+    with boot(project, env) as service, httpx.Client(base_url=service.url) as client:
+        answers = [
+            [client.get(API, headers={"X-Forwarded-For": value}).status_code for value in group]
+            for group in SPELLINGS
+        ]
+        # Guesses at one account from four addresses: the account's own quota stops the last.
+        form = {"username": f"target-{uuid.uuid4().hex[:8]}", "password": "not the password"}
+        log_ins = [
+            client.post(
+                "/api/v1/auth/token", data=form, headers={"X-Forwarded-For": f"192.0.2.{n}"}
+            )
+            for n in range(1, 5 if users else 1)
+        ]
+        assert service.stop() == 0, service.output
+    assert answers == [[200] + [429] * (len(group) - 1) for group in SPELLINGS]
+    if users:
+        assert [answer.status_code for answer in log_ins] == [401, 401, 401, 429]
+        assert log_ins[-1].headers["ratelimit-policy"] == '"login_account";q=3;w=60'
