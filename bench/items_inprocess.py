@@ -25,6 +25,7 @@ import cProfile
 import importlib
 import os
 import pstats
+import secrets
 import sys
 from collections import defaultdict
 from collections.abc import Coroutine
@@ -87,6 +88,14 @@ async def call(
 STATE: dict[str, Any] = {}
 
 
+async def bench_user(settings: Any, role: str) -> int:
+    """A new user with `role` (an access token is accepted only while its user is active)."""
+    users = importlib.import_module(f"{package()}.auth.users")
+    name = f"bench-{role}-{secrets.token_hex(4)}"
+    user_id: int = await users.create_user(settings, name, "a bench password, long enough", role)
+    return user_id
+
+
 async def run(mode: str, n: int) -> None:
     pkg = package()
     main = importlib.import_module(f"{pkg}.main")
@@ -94,8 +103,8 @@ async def run(mode: str, n: int) -> None:
     tokens = importlib.import_module(f"{pkg}.auth.tokens")
     settings = settings_module.Settings()
     app = main.create_app(settings)
-    viewer = tokens.issue_access_token(settings, 1, ["viewer"])
-    editor = tokens.issue_access_token(settings, 2, ["editor"])
+    viewer = tokens.issue_access_token(settings, await bench_user(settings, "viewer"), ["viewer"])
+    editor = tokens.issue_access_token(settings, await bench_user(settings, "editor"), ["editor"])
     async with app.router.lifespan_context(app) as state:
         STATE.update(state or {})
         status, _, body = await call(app, "GET", "/api/v1/items", viewer)

@@ -160,7 +160,7 @@ import secrets, sys, time
 import jwt
 now = int(time.time())
 claims = {
-    "iss": sys.argv[2], "aud": sys.argv[2], "sub": "1", "iat": now, "nbf": now,
+    "iss": sys.argv[2], "aud": sys.argv[2], "sub": sys.argv[3], "iat": now, "nbf": now,
     "exp": now + 7 * 86400, "jti": secrets.token_hex(16), "roles": ["viewer"],
 }
 print(jwt.encode(claims, sys.argv[1], algorithm="HS256", headers={"typ": "at+jwt"}))
@@ -254,8 +254,26 @@ def prepare_target(
         raise SystemExit(f"{slug} migrate failed:\n{migrated.stdout}\n{migrated.stderr}")
     python = str(project / ".venv" / "bin" / "python")
     subprocess.run([python, "-c", SEED, url, str(args.items)], check=True, env=env, cwd=project)
+    # A token is accepted only while its user exists and is active.
+    created = harness.run(
+        project,
+        slug,
+        "create-user",
+        "bench-viewer",
+        "--role",
+        "viewer",
+        env=env,
+        input="a bench password, long enough\n",
+    )
+    if created.returncode != 0:
+        raise SystemExit(f"{slug} create-user failed:\n{created.stdout}\n{created.stderr}")
+    user_id = created.stdout.split("(id ")[1].split(")")[0]
     token = subprocess.run(
-        [python, "-c", TOKEN, secret, ISSUER], check=True, env=env, capture_output=True, text=True
+        [python, "-c", TOKEN, secret, ISSUER, user_id],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     return Target(database, project, env, token)
 

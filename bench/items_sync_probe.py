@@ -173,8 +173,12 @@ async def inner(case: str, n: int) -> None:
     if case in ("route-sync", "route-inline", "route-nodb"):
         replace_listing(engine, case.removeprefix("route-"))
     app = main.create_app(settings)
-    viewer = tokens.issue_access_token(settings, 1, ["viewer"])
-    editor = tokens.issue_access_token(settings, 2, ["editor"])
+    viewer = tokens.issue_access_token(
+        settings, await ip.bench_user(settings, "viewer"), ["viewer"]
+    )
+    editor = tokens.issue_access_token(
+        settings, await ip.bench_user(settings, "editor"), ["editor"]
+    )
     add_empty_routes(app)
     async with app.router.lifespan_context(app) as state:
         ip.STATE.update(state or {})

@@ -1,15 +1,23 @@
 """The settings of a command, read from the environment (and `.env`): a wrong value ends the
-command with exit status 2 and one line per variable, not a traceback."""
+command with exit status 2 and one line per variable, not a traceback.
+
+The settings (pydantic, and SQLAlchemy's URL parser) are imported when a command loads them,
+not when the command line is parsed: `--help` stays fast.
+"""
 
 import sys
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
-from .settings import Settings
+    from .settings import Settings
 
 
-def describe_settings_error(error: ValidationError) -> str:
+def describe_settings_error(error: "ValidationError") -> str:
     """One line per wrong variable, named as it is set in the environment."""
+    from .settings import Settings
+
     lines = ["Invalid configuration (environment variables or .env):"]
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
@@ -23,7 +31,11 @@ def describe_settings_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_settings() -> Settings:
+def load_settings() -> "Settings":
+    from pydantic import ValidationError
+
+    from .settings import Settings
+
     try:
         return Settings()
     except ValidationError as error:
