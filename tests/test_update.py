@@ -445,9 +445,16 @@ def test_a_relative_template_path_is_recorded_so_update_works(
     answers = (project / ".copier-answers.yml").read_text()
     assert re.search(rf'^_src_path: "{re.escape(str(template_repo))}"$', answers, re.M), answers
     commit_all(project, "generated")
+    env_before = (project / ".env").read_text()
     update = copier_update(project)
     assert update.returncode == 0, update.stderr
     assert f"_commit: {NEXT}" in (project / ".copier-answers.yml").read_text()
+    # The copies copier renders to compare (tasks included) write a `.env` of their own and
+    # throw it away: only what happened to the project's `.env` is said.
+    assert (project / ".env").read_text() == env_before
+    said = update.stdout + update.stderr
+    assert "Wrote .env" not in said, said
+    assert ".env exists already and sets every secret: left unchanged" in said, said
 
 
 def readme_commands(prefix: str) -> list[list[str]]:
@@ -505,3 +512,55 @@ def test_the_readme_update_commands_work_in_a_fresh_clone_without_tags(
     assert recorded_version(project) == NEXT, "the plain update takes the newest release"
     assert f"copier-hardened-fastapi\n{NEXT};" in (project / "README.md").read_text()
     assert conflict_markers(project) == []
+
+
+def copy_with_tasks(template: Path, dest: Path, env: dict[str, str]) -> str:
+    """`copier copy` of the template's newest release with its copy-time tasks; what it
+    printed."""
+    command = [tool("copier"), "copy", "--trust", "--defaults"]
+    result = subprocess.run(
+        [*command, str(template), str(dest)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_a_copy_is_a_git_repository_with_its_files_committed(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "svc"
+    said = copy_with_tasks(template_repo, project, {**os.environ, **GIT_ENV})
+    assert f'"Generated from copier-hardened-fastapi {NEXT}"' in said, said
+    assert git(project, "rev-list", "--count", "HEAD").strip() == "1"
+    assert git(project, "status", "--porcelain", "--ignored=no") == ""  # nothing left out
+    tracked = git(project, "ls-files").split()
+    assert {"uv.lock", ".copier-answers.yml", ".gitignore", "pyproject.toml"} <= set(tracked)
+    assert ".env" not in tracked and (project / ".env").exists()
+    (project / ".venv").mkdir()
+    (project / ".venv" / "marker").write_text("x")
+    assert git(project, "check-ignore", ".env", ".venv/marker").split() == [".env", ".venv/marker"]
+    # Ready for `copier update` as it is: a git repository with a clean tree.
+    update = copier_update(project)
+    assert update.returncode == 0, update.stderr
+
+
+def test_a_copy_inside_a_repository_or_without_a_git_identity_commits_nothing(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    monorepo = tmp_path / "monorepo"
+    monorepo.mkdir()
+    git(monorepo, "init", "--quiet")
+    said = copy_with_tasks(template_repo, monorepo / "services" / "svc", {**os.environ, **GIT_ENV})
+    assert not (monorepo / "services" / "svc" / ".git").exists()
+    assert f"first_commit: inside the git repository {monorepo}" in said, said
+    assert git(monorepo, "rev-list", "--all") == ""  # the team's repository is left alone
+
+    # No user.name or user.email anywhere git looks.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
+    env |= {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    project = tmp_path / "svc"
+    said = copy_with_tasks(template_repo, project, env)
+    assert not (project / ".git").exists()
+    line = next(line for line in said.splitlines() if line.startswith("first_commit:"))
+    assert "git does not know who commits" in line
+    assert 'git init && git add --all && git commit -m "Generated from' in line
