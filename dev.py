@@ -252,6 +252,8 @@ def tag_releases(extra: list[str]) -> int:
         print("usage: python3 dev.py tag-releases", file=sys.stderr)
         return 2
     try:
+        if shutil.which("git") is None:
+            raise ReleaseError("git is needed (the releases are git tags)")
         if git_output("rev-parse", "--is-inside-work-tree") != "true":
             raise ReleaseError(f"{ROOT} is not a git clone: tags need one")
         releases = read_releases((ROOT / "releases.toml").read_text(encoding="utf-8"))
