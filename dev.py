@@ -7,6 +7,8 @@
     python3 dev.py render-all DIR
                             render every declared variant into DIR/<variant id>, so linters,
                             duplicate checks and readers can look at real files
+    python3 dev.py tag-releases
+                            tag each release of releases.toml in this clone (needs only git)
 
 The first run creates .venv with the pinned tools (uv, copier, pytest, ruff, mypy, ...).
 """
@@ -14,10 +16,12 @@ The first run creates .venv with the pinned tools (uv, copier, pytest, ruff, myp
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
@@ -84,15 +88,26 @@ def demo() -> int:
         f"uv is at {BIN / 'uv'} (the service's README says `uv ...`: use that path, or "
         "`pip install uv` to have it on PATH)"
     )
+    # The API routes need a signed-in user, and the demo creates none: an account with a
+    # password printed here would stay in the database of a service that is the user's to keep.
+    say(
+        f"the API needs a user: `cd {DEMO} && .venv/bin/my-service create-user --role admin "
+        "admin` (asks for a password), then sign in with Authorize at /docs"
+    )
     port = os.environ.get("PORT", "8000")
     say(f"serving on http://127.0.0.1:{port} (docs: /docs); Ctrl+C stops it")
     return serve_until_stopped([str(DEMO / ".venv" / "bin" / "my-service"), "serve"], DEMO, env)
 
 
 def serve_until_stopped(command: list[str], cwd: Path, env: dict[str, str]) -> int:
-    """Run the server in the foreground; SIGTERM or SIGINT to this script stops it too, so no
-    server is left running on the port after the demo ends."""
-    server = subprocess.Popen(command, cwd=cwd, env=env)
+    """Run the server until SIGINT, SIGTERM or SIGHUP reaches this script, then stop it with
+    the same signal, so no server is left running on the port after the demo ends.
+
+    The server runs in a process group of its own: Ctrl+C in a terminal sends SIGINT to the
+    whole foreground group, and a server in it would get that one and then the forwarded one,
+    which uvicorn takes as "force quit" (no graceful shutdown, a traceback). This way it gets
+    exactly one per signal; a second Ctrl+C still forces it, as uvicorn says."""
+    server = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, process_group=0)
 
     def forward(signum: int, _frame: object) -> None:
         if server.poll() is None:
@@ -171,11 +186,117 @@ def render_all(extra: list[str]) -> int:
     return 0
 
 
+class ReleaseError(Exception):
+    """A release that cannot be tagged; the message is the one line to print."""
+
+
+RELEASE_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # a final PEP 440 release: 0.3.0
+FULL_HASH = re.compile(r"^[0-9a-f]{40}$")
+
+
+def git_output(*args: str) -> str | None:
+    """git's standard output, or None when the command fails."""
+    result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def read_releases(text: str) -> list[dict[str, str]]:
+    """The `[[release]]` entries of releases.toml, checked: final versions in increasing order,
+    each with a commit except the newest."""
+    try:
+        releases = tomllib.loads(text).get("release", [])
+    except tomllib.TOMLDecodeError as error:
+        raise ReleaseError(f"releases.toml is not valid TOML: {error}") from None
+    seen: list[tuple[int, ...]] = []
+    for index, release in enumerate(releases):
+        version = str(release.get("version", ""))
+        if not RELEASE_VERSION.match(version):
+            raise ReleaseError(f"releases.toml: {version!r} is not a release version like 0.3.0")
+        key = tuple(int(part) for part in version.split("."))
+        if seen and key <= seen[-1]:
+            raise ReleaseError(f"releases.toml: {version} is not newer than the release before it")
+        seen.append(key)
+        if "commit" not in release and index != len(releases) - 1:
+            raise ReleaseError(f"releases.toml: {version} has no commit (only the newest may)")
+        if "commit" in release and not FULL_HASH.match(str(release["commit"])):
+            raise ReleaseError(f"releases.toml: {version}'s commit is not a full 40-digit hash")
+    return releases
+
+
+def landing_commit(version: str) -> str:
+    """The commit a release without a recorded commit is: the first commit of this branch's
+    first-parent history whose releases.toml lists it (the commit that lands it on the main
+    branch: a merge, a squash or a plain commit). A commit cannot hold its own hash, so the
+    entry is written without one; the next release records it."""
+    log = git_output(
+        "log", "--first-parent", "--reverse", "--format=%H", "HEAD", "--", "releases.toml"
+    )
+    for commit in (log or "").split():
+        text = git_output("show", f"{commit}:releases.toml")
+        try:
+            versions = [r.get("version") for r in tomllib.loads(text or "").get("release", [])]
+        except tomllib.TOMLDecodeError:
+            continue
+        if version in versions:
+            return commit
+    raise ReleaseError(
+        f"release {version} has no commit and no commit of this branch lists it in "
+        "releases.toml: commit releases.toml first"
+    )
+
+
+def tag_releases(extra: list[str]) -> int:
+    """Create a git tag for each release of releases.toml at its commit. Every release is checked
+    before any tag is made; a tag that exists already must point at the release's commit."""
+    if extra:
+        print("usage: python3 dev.py tag-releases", file=sys.stderr)
+        return 2
+    try:
+        if shutil.which("git") is None:
+            raise ReleaseError("git is needed (the releases are git tags)")
+        if git_output("rev-parse", "--is-inside-work-tree") != "true":
+            raise ReleaseError(f"{ROOT} is not a git clone: tags need one")
+        releases = read_releases((ROOT / "releases.toml").read_text(encoding="utf-8"))
+        planned: list[tuple[str, str, bool]] = []  # version, commit, tag exists already
+        for release in releases:
+            version = release["version"]
+            recorded = release.get("commit")
+            commit = (
+                git_output("rev-parse", "--verify", "--quiet", f"{recorded}^{{commit}}")
+                if recorded
+                else landing_commit(version)
+            )
+            if commit is None:
+                raise ReleaseError(
+                    f"release {version}: commit {recorded} is not in this clone (a shallow "
+                    "clone? `git fetch --unshallow`, then run this again)"
+                )
+            tagged = git_output(
+                "rev-parse", "--verify", "--quiet", f"refs/tags/{version}^{{commit}}"
+            )
+            if tagged is not None and tagged != commit:
+                raise ReleaseError(
+                    f"tag {version} points at {tagged[:12]}, releases.toml says {commit[:12]}: "
+                    f"delete the wrong tag (`git tag -d {version}`) or fix releases.toml"
+                )
+            planned.append((version, commit, tagged is not None))
+    except ReleaseError as error:
+        print(f"dev.py tag-releases: {error}", file=sys.stderr)
+        return 1
+    for version, commit, exists in planned:
+        if not exists:
+            check("git", "tag", version, commit)
+        print(f"{version} -> {commit[:12]} ({'already tagged' if exists else 'tagged'})")
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "bench", "render-all"}:
+    if not argv or argv[0] not in {"demo", "test", "bench", "render-all", "tag-releases"}:
         print(__doc__, file=sys.stderr)
         return 2
     os.chdir(ROOT)
+    if argv[0] == "tag-releases":  # git and the standard library only: no .venv needed
+        return tag_releases(argv[1:])
     if Path(sys.prefix).resolve() != VENV.resolve():
         bootstrap()
         # Continue inside .venv, where the template's tools and libraries are installed.
@@ -190,4 +311,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # Ctrl+C while generating or installing: no traceback
+        sys.exit(130)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,9 +104,24 @@ def main(argv: list[str]) -> int:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(content)
-    generated = f" with {len(names)} generated secret(s)" if names else ""
-    print(f"Wrote .env{generated} (git-ignored, readable only by you)")
+    if not comparison_render():
+        generated = f" with {len(names)} generated secret(s)" if names else ""
+        print(f"Wrote .env{generated} (git-ignored, readable only by you)")
     return 0
+
+
+def comparison_render() -> bool:
+    """Whether this is one of the copies `copier update` renders outside the project to compare
+    the old and the new template (it runs the tasks there too): the `.env` written there is
+    thrown away, so saying so would only contradict what happens to the project's own `.env`.
+    copier sets COPIER_OPERATION for tasks; the project itself is a git repository (update
+    needs one), the comparison copies are not."""
+    if os.environ.get("COPIER_OPERATION") != "update":
+        return False
+    inside = subprocess.run(
+        ["git", "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True, check=False
+    )
+    return inside.stdout.strip() != "true"
 
 
 if __name__ == "__main__":

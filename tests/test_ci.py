@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import checkov_command, tool
+from harness import ROOT, checkov_command, tool
 from variants import VARIANTS, Variant
 
 pytestmark = pytest.mark.xdist_group("rendered")
@@ -69,6 +69,7 @@ def test_every_variant_has_the_files_of_its_answer_only(rendered: dict[str, Path
         ci = BY_ID[id].resolved["ci"]
         assert (root / ".github").exists() == (ci == "github"), id
         assert (root / ".gitlab-ci.yml").exists() == (ci == "gitlab"), id
+        assert (root / "renovate.json").exists() == (ci == "gitlab"), id
         assert "check:" in (root / "Makefile").read_text(), id
 
 
@@ -83,6 +84,46 @@ def test_github_files_match_their_schemas(rendered: dict[str, Path]) -> None:
 def test_gitlab_ci_matches_its_schema(rendered: dict[str, Path]) -> None:
     roots = with_ci(rendered, "gitlab").values()
     check_jsonschema("vendor.gitlab-ci", [root / ".gitlab-ci.yml" for root in roots])
+
+
+def test_gitlab_dependency_updates_match_renovates_schema(rendered: dict[str, Path]) -> None:
+    roots = with_ci(rendered, "gitlab").values()
+    assert roots
+    check_jsonschema("vendor.renovate", [root / "renovate.json" for root in roots])
+    for root in roots:
+        config = json.loads((root / "renovate.json").read_text())
+        groups = {rule["groupName"]: rule for rule in config["packageRules"]}
+        # The Python dependencies (uv's pyproject.toml and uv.lock) and every image, each kind
+        # in one merge request.
+        assert groups["python"]["matchManagers"] == ["pep621"]
+        assert groups["images"]["matchDatasources"] == ["docker"]
+
+
+def service_images(variant_id: str, root: Path) -> set[str]:
+    """The images of the servers the pipeline tests against."""
+    variant = BY_ID[variant_id]
+    if variant.has("ci", "github"):
+        services = load(root / ".github" / "workflows" / "ci.yml")["jobs"]["test"].get("services")
+        return {service["image"] for service in (services or {}).values()}
+    services = load(root / ".gitlab-ci.yml")["test"].get("services", [])
+    return {service["name"] for service in services}
+
+
+def test_ci_tests_against_the_images_compose_runs(rendered: dict[str, Path]) -> None:
+    """One source for the servers' versions (copier.yml's `postgres_image`, `redis_image`):
+    the pipeline's service containers are the images Compose runs."""
+    questions = yaml.safe_load((ROOT / "copier.yml").read_text())
+    known = {questions["postgres_image"]["default"], questions["redis_image"]["default"]}
+    compared = 0
+    for id, root in {**with_ci(rendered, "github"), **with_ci(rendered, "gitlab")}.items():
+        images = service_images(id, root)
+        assert images <= known, id
+        if (root / "compose.yaml").exists() and images:
+            compose = load(root / "compose.yaml")["services"]
+            deployed = {compose[name]["image"] for name in ("postgres", "redis") if name in compose}
+            assert images == deployed, id
+            compared += 1
+    assert compared > 0
 
 
 def test_actionlint_finds_nothing(rendered: dict[str, Path]) -> None:

@@ -263,3 +263,42 @@ def test_typed_invalid_answer_is_refused_and_asked_again(tmp_path: Path, case: C
     for question, value in case.recorded.items():
         assert answers[question] == value, f"{question}: {answers[question]!r} != {value!r}"
     assert case.bad not in answers.values()
+
+
+def test_choice_labels_and_messages_fit_80_columns() -> None:
+    """At 80 columns prompt_toolkit cuts a choice label that does not fit its line, and the
+    terminal wraps a longer message line in the middle of a word."""
+    import jinja2
+    from jinja2_ansible_filters import AnsibleCoreFiltersExtension  # copier's filters
+
+    # A select question shows "   <label>", a multiselect " » ● <label>"; the last column stays
+    # free (a character there makes some terminals wrap).
+    too_long = []
+    for name, spec in copier_questions().items():
+        choices = spec.get("choices")
+        if not isinstance(choices, dict):
+            continue
+        indent = 5 if spec.get("multiselect") else 3
+        too_long += [f"{name}: {label}" for label in choices if indent + len(label) >= COLUMNS]
+    assert too_long == []
+
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    messages = {key: text for key, text in config.items() if key.startswith("_message_")}
+    assert messages
+    environment = jinja2.Environment(
+        extensions=[AnsibleCoreFiltersExtension], undefined=jinja2.StrictUndefined
+    )
+    # A release, and an unreleased commit (the message then says how to get the tags).
+    for database, commit in (("sqlite", "0.3.0"), ("postgresql", "0.2.0.post4.dev0+1b8fb1f")):
+        context = {
+            "_copier_conf": {"dst_path": "my-service"},
+            "_copier_answers": {"_commit": commit},
+            "database": database,
+            "project_slug": "my-service",
+        }
+        for key, template in messages.items():
+            text = environment.from_string(template).render(context)
+            wide = [line for line in text.splitlines() if len(line) >= COLUMNS]
+            assert wide == [], f"{key}: {wide}"
+            if key == "_message_after_copy":
+                assert ("not a release" in text) == (commit != "0.3.0"), text

@@ -19,7 +19,8 @@ from harness import copier_questions, render
 
 REFUSED = [
     ("project_slug", "My_Service", "e.g. my-service: a-z 0-9 -, 2-41"),
-    ("project_slug", "9lives", "e.g. my-service: a-z 0-9 -, 2-41"),
+    ("project_slug", "9lives", "e.g. my-app: start with a letter"),
+    ("project_slug", "-svc", "e.g. my-app: start with a letter"),
     ("project_slug", "a" * 42, "e.g. my-service: a-z 0-9 -, 2-41"),
     ("project_slug", "trailing-", "e.g. my-service: no -- or final -"),
     ("package_name", "class", "e.g. my_service: not a keyword"),

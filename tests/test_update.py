@@ -1,8 +1,9 @@
 """`copier update` from each earlier release to the current template, as a user runs it.
 
 The releases are listed in releases.toml (version and commit); these tests do not need git
-tags: they copy this checkout (uncommitted changes committed there) and tag the releases, and
-the checkout itself with the next version, in the copy. Each update test then:
+tags: they copy this checkout (uncommitted changes committed there), tag the releases there with
+`python3 dev.py tag-releases`, and tag the checkout itself with the version it is released as
+(the newest release when it has no commit yet, else `[next]`). Each update test then:
 
 1. copies a project at an old release (pytest-copie's `copie.copy(..., vcs_ref=...)`), commits it,
    installs it, migrates it and stores data through its own HTTP API;
@@ -40,8 +41,16 @@ from pytest_copie.plugin import Copie, Result
 from servers import Unavailable, fresh_database, redis_server
 from variants import Variant
 
-RELEASES: list[dict[str, str]] = tomllib.loads((ROOT / "releases.toml").read_text())["release"]
-NEXT: str = tomllib.loads((ROOT / "releases.toml").read_text())["next"]["version"]
+RELEASES_TOML: dict[str, Any] = tomllib.loads((ROOT / "releases.toml").read_text())
+# The releases made before the current work (each with its commit): the versions updated from.
+RELEASES: list[dict[str, str]] = [r for r in RELEASES_TOML["release"] if "commit" in r]
+# The version the current work is released as: the newest release while its commit is not
+# recorded (it is the commit that lands it), otherwise the one `[next]` names.
+NEXT: str = (
+    RELEASES_TOML["release"][-1]["version"]
+    if "commit" not in RELEASES_TOML["release"][-1]
+    else RELEASES_TOML["next"]["version"]
+)
 FIRST, PREVIOUS = RELEASES[0]["version"], RELEASES[-1]["version"]
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Update Test",
@@ -74,11 +83,13 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def commit_all(project: Path, message: str) -> None:
-    """Commit everything in `project`, making it a git repository first if it is not one."""
+    """Commit everything in `project`, making it a git repository first if it is not one (a
+    copy made since 0.3.0 is one, its files committed, where git knows who commits)."""
     if not (project / ".git").exists():
         git(project, "init", "--quiet")
     git(project, "add", "--all")
-    git(project, "commit", "--quiet", "-m", message)
+    if git(project, "status", "--porcelain"):
+        git(project, "commit", "--quiet", "-m", message)
 
 
 def copier_update(project: Path) -> subprocess.CompletedProcess[str]:
@@ -116,13 +127,13 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     git(repo, "add", "--all")
     git(repo, "commit", "--allow-empty", "--no-verify", "-m", "the current work")
-    for release in RELEASES:
-        if subprocess.run(["git", "cat-file", "-e", release["commit"]], cwd=repo).returncode:
-            pytest.fail(
-                f"release {release['version']} ({release['commit']}) is not in this clone's "
-                "history: clone the repository in full (not --depth) to run the update tests"
-            )
-        git(repo, "tag", "--force", release["version"], release["commit"])
+    tagged = subprocess.run(
+        [sys.executable, "dev.py", "tag-releases"], cwd=repo, capture_output=True, text=True
+    )
+    if tagged.returncode != 0:
+        pytest.fail(
+            f"{tagged.stderr.strip()} (the update tests need the repository's full history)"
+        )
     git(repo, "tag", "--force", NEXT, "HEAD")
     return repo
 
@@ -438,6 +449,122 @@ def test_a_relative_template_path_is_recorded_so_update_works(
     answers = (project / ".copier-answers.yml").read_text()
     assert re.search(rf'^_src_path: "{re.escape(str(template_repo))}"$', answers, re.M), answers
     commit_all(project, "generated")
+    env_before = (project / ".env").read_text()
     update = copier_update(project)
     assert update.returncode == 0, update.stderr
     assert f"_commit: {NEXT}" in (project / ".copier-answers.yml").read_text()
+    # The copies copier renders to compare (tasks included) write a `.env` of their own and
+    # throw it away: only what happened to the project's `.env` is said.
+    assert (project / ".env").read_text() == env_before
+    said = update.stdout + update.stderr
+    assert "Wrote .env" not in said, said
+    assert ".env exists already and sets every secret: left unchanged" in said, said
+
+
+def readme_commands(prefix: str) -> list[list[str]]:
+    """The commands of the README's "Updating a generated project" section that start with
+    `prefix`, as written (the trailing comments dropped)."""
+    section = (ROOT / "README.md").read_text().split("## Updating a generated project")[1]
+    section = section.split("\n## ")[0]
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+        for line in block.splitlines():
+            if line.startswith(prefix):
+                commands.append(line.split("#")[0].split())
+    assert commands, f"no `{prefix}` command in README.md's update section"
+    return commands
+
+
+def test_the_readme_update_commands_work_in_a_fresh_clone_without_tags(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """A clone the tags did not travel with: the README's `tag-releases`, then its pinned and
+    its plain `copier update`, as written (`uvx copier` is the pinned copier)."""
+    clone = tmp_path / "copier-hardened-fastapi"
+    git(tmp_path, "clone", "--quiet", "--no-tags", str(template_repo), str(clone))
+    assert git(clone, "tag") == ""
+    [tag_releases] = readme_commands("python3 dev.py tag-releases")
+    plain, pinned = readme_commands("uvx copier update")
+    assert "--vcs-ref" not in plain and pinned[pinned.index("--vcs-ref") + 1] == PREVIOUS
+
+    def run_as_written(command: list[str], cwd: Path) -> str:
+        argv = [sys.executable, *command[1:]] if command[0] == "python3" else command
+        if command[:2] == ["uvx", "copier"]:
+            argv = [tool("copier"), *command[2:]]
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+        return result.stdout + result.stderr
+
+    first = run_as_written(tag_releases, clone)
+    released = [r["version"] for r in RELEASES] + [NEXT]
+    assert [line.split()[0] for line in first.splitlines()] == released
+    assert all(line.endswith("(tagged)") for line in first.splitlines()), first
+    again = run_as_written(tag_releases, clone)
+    assert all(line.endswith("(already tagged)") for line in again.splitlines()), again
+    assert sorted(git(clone, "tag").split()) == sorted(released)
+
+    project = tmp_path / "svc"
+    copier = [tool("copier"), "copy", "--trust", "--defaults", "--vcs-ref", FIRST]
+    subprocess.run([*copier, str(clone), str(project)], check=True, capture_output=True)
+    commit_all(project, f"generated at {FIRST}")
+
+    run_as_written(pinned, project)
+    assert recorded_version(project) == PREVIOUS
+    commit_all(project, f"update to {PREVIOUS}")
+    output = run_as_written(plain, project)
+    assert "No git tags found" not in output
+    assert recorded_version(project) == NEXT, "the plain update takes the newest release"
+    assert f"copier-hardened-fastapi\n{NEXT};" in (project / "README.md").read_text()
+    assert conflict_markers(project) == []
+
+
+def copy_with_tasks(template: Path, dest: Path, env: dict[str, str]) -> str:
+    """`copier copy` of the template's newest release with its copy-time tasks; what it
+    printed."""
+    command = [tool("copier"), "copy", "--trust", "--defaults"]
+    result = subprocess.run(
+        [*command, str(template), str(dest)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_a_copy_is_a_git_repository_with_its_files_committed(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "svc"
+    said = copy_with_tasks(template_repo, project, {**os.environ, **GIT_ENV})
+    assert f'"Generated from copier-hardened-fastapi {NEXT}"' in said, said
+    assert git(project, "rev-list", "--count", "HEAD").strip() == "1"
+    assert git(project, "status", "--porcelain", "--ignored=no") == ""  # nothing left out
+    tracked = git(project, "ls-files").split()
+    assert {"uv.lock", ".copier-answers.yml", ".gitignore", "pyproject.toml"} <= set(tracked)
+    assert ".env" not in tracked and (project / ".env").exists()
+    (project / ".venv").mkdir()
+    (project / ".venv" / "marker").write_text("x")
+    assert git(project, "check-ignore", ".env", ".venv/marker").split() == [".env", ".venv/marker"]
+    # Ready for `copier update` as it is: a git repository with a clean tree.
+    update = copier_update(project)
+    assert update.returncode == 0, update.stderr
+
+
+def test_a_copy_inside_a_repository_or_without_a_git_identity_commits_nothing(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    monorepo = tmp_path / "monorepo"
+    monorepo.mkdir()
+    git(monorepo, "init", "--quiet")
+    said = copy_with_tasks(template_repo, monorepo / "services" / "svc", {**os.environ, **GIT_ENV})
+    assert not (monorepo / "services" / "svc" / ".git").exists()
+    assert f"first_commit: inside the git repository {monorepo}" in said, said
+    assert git(monorepo, "rev-list", "--all") == ""  # the team's repository is left alone
+
+    # No user.name or user.email anywhere git looks.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
+    env |= {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    project = tmp_path / "svc"
+    said = copy_with_tasks(template_repo, project, env)
+    assert not (project / ".git").exists()
+    line = next(line for line in said.splitlines() if line.startswith("first_commit:"))
+    assert "git does not know who commits" in line
+    assert 'git init && git add --all && git commit -m "Generated from' in line

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -133,7 +134,7 @@ TRACES: dict[tuple[str, str], tuple[str, ...]] = {
 
 
 def project_files(root: Path) -> list[Path]:
-    skip = {".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__", "data"}
+    skip = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__", "data"}
     return [
         path
         for path in root.rglob("*")
@@ -264,7 +265,32 @@ class TestQuality:
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
         assert "Success: no issues found" in result.stdout
         if project.variant.has("observability", "prometheus"):
-            assert "SUCCESS" in result.stdout  # promtool test rules
+            if os.environ.get("CI") or shutil.which("promtool"):
+                assert "SUCCESS" in result.stdout  # promtool test rules
+            else:
+                assert "alert-rule tests skipped" in result.stderr
+
+    @pytest.mark.variants(lambda v: v.id == "default")
+    def test_make_check_without_promtool(
+        self, project: Project, mypy_cache: Path, tmp_path: Path
+    ) -> None:
+        """A new machine: no promtool on PATH. On a workstation one line says what to install
+        and only the alert rules' tests are skipped; in CI (`CI` set) the check fails."""
+        path = path_without("promtool", tmp_path / "path")
+        env = {"MYPY_CACHE_DIR": str(mypy_cache), "PATH": path}
+        local = make(project, "check", env, unset=("CI",))
+        assert local.returncode == 0, local.stdout[-6000:] + local.stderr[-3000:]
+        assert "Success: no issues found" in local.stdout  # the other steps all ran
+        [line] = [line for line in local.stderr.splitlines() if "promtool" in line]
+        assert line.startswith("make check: promtool not found, alert-rule tests skipped")
+        assert "apt-get install prometheus" in line
+        assert "No such file" not in local.stderr
+
+        ci = make(project, "check", {**env, "CI": "true"})
+        assert ci.returncode != 0, ci.stdout[-3000:]
+        assert "make check: promtool not found (install the prometheus package); CI needs it" in (
+            ci.stderr
+        )
 
     @pytest.mark.variants(lambda v: v.id in {"default", "open-pg-redis", "oidc-sqlite"})
     def test_make_check_deploy(self, project: Project) -> None:
@@ -284,10 +310,15 @@ class TestQuality:
         assert "skipped" not in result.stdout.splitlines()[-1]
 
 
-def make(project: Project, target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`make TARGET` in the project, as CI runs it: uv (the template's own) on PATH."""
-    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+def make(
+    project: Project, target: str, env: dict[str, str], unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """`make TARGET` in the project, as CI runs it: uv (the template's own) on PATH (before
+    `env`'s PATH, when it gives one), without the variables named in `unset`."""
+    path = f"{BIN}{os.pathsep}{env.get('PATH', os.environ.get('PATH', ''))}"
     full_env = {**uv_env(), **env, "PATH": path}
+    for name in unset:
+        full_env.pop(name, None)
     return subprocess.run(
         ["make", "--no-print-directory", target],
         cwd=project.path,
@@ -296,6 +327,23 @@ def make(project: Project, target: str, env: dict[str, str]) -> subprocess.Compl
         env=full_env,
         timeout=900,
     )
+
+
+def path_without(program: str, shadows: Path) -> str:
+    """PATH with `program` taken out: each directory that holds it is replaced by a directory
+    of links to everything else in it."""
+    directories = []
+    for index, directory in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        if not (Path(directory) / program).exists():
+            directories.append(directory)
+            continue
+        shadow = shadows / str(index)
+        shadow.mkdir(parents=True)
+        for entry in Path(directory).iterdir():
+            if entry.name != program:
+                (shadow / entry.name).symlink_to(entry)
+        directories.append(str(shadow))
+    return os.pathsep.join(directories)
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
