@@ -1,8 +1,8 @@
 """The settings of a command, read from the environment (and `.env`): a wrong value ends the
 command with exit status 2 and one line per variable, not a traceback.
 
-The settings (pydantic, and SQLAlchemy's URL parser) are imported when a command loads them,
-not when the command line is parsed: `--help` stays fast.
+The settings (pydantic, and the parsers of their values) are imported when a command loads
+them, not when the command line is parsed: `--help` stays fast.
 """
 
 import sys

@@ -152,7 +152,7 @@ def weak_secret_problems(name: str, secret: str, hint: str) -> list[str]:
     from zxcvbn import zxcvbn  # type: ignore[import-untyped]  # no type hints
 
     analysed = secret[:ANALYSED_CHARACTERS]
-    # The variable's own words ("jwt", "secret", "metrics", "token") count as dictionary words.
+    # The words of the variable's own name count as dictionary words.
     words = name.lower().replace("_", " ").split()
     guesses_log10 = float(
         zxcvbn(analysed, user_inputs=words, max_length=ANALYSED_CHARACTERS)["guesses_log10"]
