@@ -37,7 +37,7 @@ def _public_suffix_list() -> "PublicSuffixList":
 
 def _is_narrow_wildcard(host: str) -> bool:
     """`*.example.com`: one label under a name of at least two labels, no other `*`, and not
-    under a public suffix (`*.co.uk`, `*.github.io`: names anyone can register)."""
+    under a public suffix (`*.co.uk`, `*.herokuapp.com`: names anyone can register)."""
     if not host.startswith("*."):
         return "*" not in host
     name = host.removeprefix("*.").lower().rstrip(".")
