@@ -264,6 +264,8 @@ def expected_secret_keys(variant: Variant) -> set[str]:
         keys.add("METRICS_TOKEN")
     if variant.has("observability", "sentry"):
         keys.add("SENTRY_DSN")
+    if variant.has("backups", "yes"):
+        keys.add("BACKUP_SIGNING_KEY")
     return keys
 
 
@@ -516,7 +518,7 @@ def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]
             # `migrate` gets only what its settings cannot start without in production
             # (test_kubernetes_env.py starts each container's settings from the overlay).
             keys = {item["name"] for item in container.get("env", [])}
-            needed = {"DATABASE_URL", "JWT_SECRET_KEY", "METRICS_TOKEN"}
+            needed = {"DATABASE_URL", "JWT_SECRET_KEY", "METRICS_TOKEN", "BACKUP_SIGNING_KEY"}
             assert keys <= needed & expected_secret_keys(variant)
         for container in containers:
             assert container["envFrom"] == [
