@@ -656,6 +656,7 @@ def test_backup_cronjob_follows_the_answers(variant: Variant, built: dict[str, B
                 "DATABASE_URL",
                 "JWT_SECRET_KEY",
                 "METRICS_TOKEN",
+                "BACKUP_SIGNING_KEY",
             }
             assert set(refs) == {(f"{slug}-secrets", key) for key in needed} | {
                 (f"{slug}-backup", key)
