@@ -171,8 +171,14 @@ def start(command: list[str], env: dict[str, str], cwd: Path) -> tuple[subproces
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as a container runtime stops it (the service removes its metrics directory);
+    SIGKILL after 60 s."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
 
