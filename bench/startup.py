@@ -98,7 +98,9 @@ def prepare(stack: ExitStack, args: argparse.Namespace) -> tuple[Path, Path]:
     return projects[0], projects[1]
 
 
-def environment(project: Path, pycache: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+def environment(
+    project: Path, pycache: Path, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = harness.uv_env()
     env.update(
         {
@@ -157,7 +159,9 @@ def wait_ok(port: int, path: str, process: subprocess.Popen[bytes], timeout: flo
     raise RuntimeError(f"no 200 on {path} within {timeout}s")
 
 
-def start(command: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start(
+    command: list[str], env: dict[str, str], cwd: Path
+) -> tuple[subprocess.Popen[bytes], int]:
     port = harness.free_port()
     process = subprocess.Popen(
         [part.replace("{port}", str(port)) for part in command],
@@ -299,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             "default": ([str(default / ".venv" / "bin" / slug), "serve"], "/health/ready"),
         }  # fmt: skip
         ready: dict[str, list[float]] = {name: [] for name in servers}
-        for name, (command, path) in servers.items():  # warm-up
+        for command, path in servers.values():  # warm-up
             ready_time(command, path, serve_env, default)
         for round_ in range(args.rounds):
             for name in list(servers)[round_ % 2 :] + list(servers)[: round_ % 2]:
