@@ -144,6 +144,7 @@ BENCHMARKS = {
     "throughput": "throughput.py",
     "instructions": "instructions.py",
     "http-protocol": "http_protocol.py",
+    "startup": "startup.py",
     "items-sync": "items_sync_probe.py",
     "rate-limit": "rate_limit.py",
     "observability": "observability.py",

@@ -155,6 +155,8 @@ async def seed(url, count):
 asyncio.run(seed(sys.argv[1], int(sys.argv[2])))
 """
 
+# Signed with PyJWT, which the plain app reads tokens with (the generated service reads them
+# with joserfc; both verify the same HS256 JWS).
 TOKEN = """
 import secrets, sys, time
 import jwt
@@ -165,6 +167,8 @@ claims = {
 }
 print(jwt.encode(claims, sys.argv[1], algorithm="HS256", headers={"typ": "at+jwt"}))
 """
+# The plain app's JWT library, added to the generated project's environment when it lacks it.
+PLAIN_APP_LIBRARY = "pyjwt>=2.10,<3"
 
 
 @dataclass
@@ -253,6 +257,12 @@ def prepare_target(
     if migrated.returncode != 0:
         raise SystemExit(f"{slug} migrate failed:\n{migrated.stdout}\n{migrated.stderr}")
     python = str(project / ".venv" / "bin" / "python")
+    if subprocess.run([python, "-c", "import jwt"], capture_output=True).returncode != 0:
+        subprocess.run(
+            [harness.tool("uv"), "pip", "install", "--quiet", "--python", python,
+             PLAIN_APP_LIBRARY],
+            check=True, env=harness.uv_env(),
+        )  # fmt: skip
     subprocess.run([python, "-c", SEED, url, str(args.items)], check=True, env=env, cwd=project)
     # A token is accepted only while its user exists and is active.
     created = harness.run(

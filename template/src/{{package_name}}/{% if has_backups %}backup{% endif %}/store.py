@@ -172,10 +172,18 @@ class DirectoryStore:
 
 
 def open_store(settings: BackupSettings, target: str | None = None) -> Store:
-    """The store of `target` (default: BACKUP_TARGET). boto3 is imported only for S3."""
+    """The store of `target` (default: BACKUP_TARGET). boto3, the optional extra `s3`, is
+    imported only for S3."""
     where = target or settings.backup_target
     if where.startswith("s3://"):
-        from .s3 import S3Store
-
+        try:
+            from .s3 import S3Store
+        except ModuleNotFoundError as error:
+            if error.name not in {"boto3", "botocore"}:
+                raise
+            raise BackupError(
+                f"{where} is an S3 target, which needs boto3: install the s3 extra "
+                "(uv sync --extra s3; the image: docker build --build-arg EXTRAS=s3)"
+            ) from None
         return S3Store(settings, where)
     return DirectoryStore(Path(where))
