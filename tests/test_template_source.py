@@ -90,3 +90,40 @@ def test_multiselect_options_are_named() -> None:
     expressions = " ".join(named_conditions().values())
     for option in choices("observability"):
         assert f"'{option}' in observability" in expressions, option
+
+
+# A template file holds at most this many `{% if` tags (`{% elif` branches and inline
+# `x if y else z` expressions are not counted): a file with more is read as a switchboard, and
+# what one answer brings belongs in a file of its own, named by its condition.
+MOST_CONDITIONS = 12
+# Files past the bound today, with their count: it may only go down.
+PAST_THE_BOUND = {
+    "src/{{package_name}}/main.py.jinja": 28,
+    "tests/conftest.py.jinja": 24,
+    "tests/{% if has_limiter %}test_rate_limit.py{% endif %}.jinja": 23,
+    "tests/test_settings.py.jinja": 21,
+    "src/{{package_name}}/settings.py.jinja": 20,
+    "tests/test_cli.py.jinja": 19,
+    "pyproject.toml.jinja": 17,
+}
+IF_TAG = re.compile(r"\{%-?\s*if\b")
+
+
+def test_no_template_file_holds_more_conditions_than_the_bound() -> None:
+    counts = {
+        where: len(IF_TAG.findall(text))
+        for where, text in template_sources()
+        if "(its name)" not in where
+    }
+    over = {
+        where: count
+        for where, count in counts.items()
+        if count > max(MOST_CONDITIONS, PAST_THE_BOUND.get(where, 0))
+    }
+    assert over == {}, f"at most {MOST_CONDITIONS} `{{% if` per file: {over}"
+    assert set(PAST_THE_BOUND) <= set(counts), "a file of PAST_THE_BOUND is gone: drop it"
+
+
+def test_the_condition_count_sees_each_form() -> None:
+    text = "{% if a %}{%- if b %}{%if c%}{% elif d %}{{ 'x' if e else '' }}{% endif %}"
+    assert len(IF_TAG.findall(text)) == 3
