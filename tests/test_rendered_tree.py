@@ -173,7 +173,8 @@ def test_broken_links_are_found(tmp_path: Path) -> None:
 def test_every_relative_link_of_every_page_resolves(rendered: dict[str, Path]) -> None:
     broken = {variant_id: broken_links(root) for variant_id, root in rendered.items()}
     assert {variant_id: links for variant_id, links in broken.items() if links} == {}
-    pages = {
-        variant_id: len(list((root / "docs").glob("*.md"))) for variant_id, root in rendered.items()
-    }
-    assert min(pages.values()) >= 10, pages
+    for variant_id, root in rendered.items():
+        # The README's table lists every page of docs/ (the runbooks have their own index).
+        listed = re.findall(r"\]\(docs/([^)/#]+)\)", (root / "README.md").read_text())
+        pages = [path.name for path in (root / "docs").glob("*.md")]
+        assert sorted(listed) == sorted(pages), variant_id
