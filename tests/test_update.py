@@ -610,8 +610,11 @@ def test_the_readme_update_commands_work_in_a_fresh_clone_without_tags(
     output = run_as_written(plain, project)
     assert "No git tags found" not in output
     assert recorded_version(project) == NEXT, "the plain update takes the newest release"
+    # The clone tags NEXT where releases.toml first lists it, which may come before the
+    # README's update guide became docs/updating.md.
     guide = project / "docs" / "updating.md"
-    assert f"copier-hardened-fastapi\n{NEXT};" in guide.read_text()
+    text = (guide if guide.exists() else project / "README.md").read_text()
+    assert f"copier-hardened-fastapi\n{NEXT};" in text
     assert conflict_markers(project) == []
 
 
