@@ -97,12 +97,16 @@ class Project:
     def __getitem__(self, question: str) -> Any:
         return self.answers[question]
 
+    def named(self, name: str) -> bool:
+        """copier.yml's named condition `name` (`has_db`, `has_users`, ...) for this project."""
+        return self.variant.named(name)
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run each test that uses `project` once per declared variant.
 
     `@pytest.mark.variants(predicate)` narrows a test to the variants the predicate accepts
-    (for example `lambda v: v.has("auth", "jwt")`): a feature's tests never skip elsewhere.
+    (for example `lambda v: v.named("has_users")`): a feature's tests never skip elsewhere.
     """
     if "project" not in metafunc.fixturenames:
         return

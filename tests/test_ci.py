@@ -216,7 +216,7 @@ class TestGithubActions:
         for id, root in roots.items():
             jobs = load(root / ".github" / "workflows" / "ci.yml")["jobs"]
             check = commands(jobs["check"]["steps"])
-            if BY_ID[id].has("observability", "prometheus"):
+            if BY_ID[id].named("has_metrics"):
                 assert check.pop(0) == INSTALL_PROMTOOL, id
             assert check == ["make install", "make check"], id
             assert commands(jobs["test"]["steps"]) == ["make install", "make test"], id
@@ -282,4 +282,4 @@ def test_the_makefile_checks_the_alert_rules_where_there_are_some(
     for id, root in rendered.items():
         makefile = (root / "Makefile").read_text()
         promtool = "promtool test rules monitoring/alerts.test.yml" in makefile
-        assert promtool == BY_ID[id].has("observability", "prometheus"), id
+        assert promtool == BY_ID[id].named("has_metrics"), id

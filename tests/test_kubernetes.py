@@ -26,7 +26,7 @@ from variants import VARIANTS, Variant
 # check-deploy does (kubernetes-validate ships the schemas of each version: it runs offline).
 KUBERNETES_VERSION = copier_questions()["kubernetes_version"]["default"]
 OVERLAYS = ("staging", "production")
-KUBERNETES_VARIANTS = [v for v in VARIANTS if v.has("deployment", "kubernetes")]
+KUBERNETES_VARIANTS = [v for v in VARIANTS if v.named("has_kubernetes")]
 SCHEMAS = Path(__file__).parent / "schemas"
 CUSTOM_RESOURCES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor_v1.json",
@@ -254,17 +254,17 @@ def expected_secret_keys(variant: Variant) -> set[str]:
     keys = set()
     if variant.has("database", "postgresql"):
         keys.add("DATABASE_URL")
-    if variant.has("auth", "jwt", "jwt_api_key"):
+    if variant.named("has_users"):
         keys.add("JWT_SECRET_KEY")
-    if variant.has("auth", "api_key") and variant.has("database", "none"):
+    if variant.named("has_static_api_keys"):
         keys.add("API_KEY_HASHES")
     if variant.has("rate_limiter", "redis"):
         keys.add("REDIS_URL")
-    if variant.has("observability", "prometheus"):
+    if variant.named("has_metrics"):
         keys.add("METRICS_TOKEN")
-    if variant.has("observability", "sentry"):
+    if variant.named("has_sentry"):
         keys.add("SENTRY_DSN")
-    if variant.has("backups", "yes"):
+    if variant.named("has_backups"):
         keys.add("BACKUP_SIGNING_KEY")
     return keys
 
@@ -275,11 +275,11 @@ def expected_egress_ports(variant: Variant) -> set[int]:
         ports.add(5432)
     if variant.has("rate_limiter", "redis"):
         ports.add(6379)
-    if variant.has("auth", "oidc") or variant.has("observability", "sentry"):
+    if variant.named("has_outbound") or variant.named("has_sentry"):
         ports.add(443)
-    if variant.has("observability", "otel"):
+    if variant.named("has_tracing"):
         ports.add(4318)
-    if variant.has("backups", "yes") and variant.has("observability", "prometheus"):
+    if variant.named("has_backup_metrics"):
         ports.add(443)  # the backups' bucket, listed for the backup_* metrics
     return ports
 
@@ -509,7 +509,7 @@ def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]
         assert {ref["key"] for ref in own} == expected_secret_keys(variant)
         # With backups and Prometheus, the app lists the bucket with read-only credentials.
         reader = {ref["key"] for ref in references if ref["name"] == f"{slug}-backup"}
-        if variant.has("backups", "yes") and variant.has("observability", "prometheus"):
+        if variant.named("has_backup_metrics"):
             assert reader == {"METRICS_AWS_ACCESS_KEY_ID", "METRICS_AWS_SECRET_ACCESS_KEY"}
         else:
             assert reader == set()
@@ -528,11 +528,11 @@ def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]
 
         # Migrations: an init container of every pod, only with a database; never a Job.
         init = [c["args"] for c in pod.get("initContainers", [])]
-        assert init == ([["migrate"]] if not variant.has("database", "none") else [])
+        assert init == ([["migrate"]] if variant.named("has_db") else [])
         assert by_kind(documents, "Job") == []
         # The only CronJob is the backup schedule (test_backup_cronjob_follows_the_answers).
         cronjobs = [doc["metadata"]["name"] for doc in by_kind(documents, "CronJob")]
-        assert cronjobs == ([f"{slug}-backup"] if variant.has("backups", "yes") else [])
+        assert cronjobs == ([f"{slug}-backup"] if variant.named("has_backups") else [])
 
         # Egress: DNS and what was chosen, nothing else; HTTP in.
         policies = {
@@ -553,7 +553,7 @@ def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]
         # Monitoring: only with Prometheus, and the rules are monitoring/alerts.yml's.
         monitors = by_kind(documents, "ServiceMonitor")
         rules = by_kind(documents, "PrometheusRule")
-        if variant.has("observability", "prometheus"):
+        if variant.named("has_metrics"):
             (monitor,) = monitors
             endpoint = monitor["spec"]["endpoints"][0]
             assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
@@ -578,7 +578,7 @@ def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]
         # Settings that follow an answer.
         env = settings(documents)
         assert ("OIDC_ISSUER" in env) == variant.has("auth", "oidc")
-        assert ("OTEL_EXPORTER_OTLP_ENDPOINT" in env) == variant.has("observability", "otel")
+        assert ("OTEL_EXPORTER_OTLP_ENDPOINT" in env) == variant.named("has_tracing")
         assert ("DATABASE_URL" in env) == variant.has("database", "sqlite")
 
 
@@ -599,10 +599,10 @@ def test_readme_says_how_to_deploy(variant: Variant, built: dict[str, Built]) ->
     assert literals == keys
     assert (f"create secret generic {slug}-secrets" in commands) == bool(keys)
     assert ("per pod" in section) == variant.has("rate_limiter", "memory")
-    assert ("init container" in section) == (not variant.has("database", "none"))
+    assert ("init container" in section) == (variant.named("has_db"))
 
 
-BACKUP_VARIANTS = [v for v in KUBERNETES_VARIANTS if v.has("backups", "yes")]
+BACKUP_VARIANTS = [v for v in KUBERNETES_VARIANTS if v.named("has_backups")]
 
 
 def test_some_kubernetes_variants_have_backups_and_some_not() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-import jinja2
 import pytest
 from harness import ROOT, choices, copier_questions, named_conditions
 from variants import VARIANTS, Variant
@@ -18,6 +17,17 @@ from variants import VARIANTS, Variant
 TEMPLATE = ROOT / "template"
 JINJA_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.DOTALL)
 MULTIPLE_CHOICE = sorted(key for key, spec in copier_questions().items() if "choices" in spec)
+
+
+def questions_of(expression: str) -> set[str]:
+    """The multiple-choice questions that a named condition's expression tests itself."""
+    return {q for q in MULTIPLE_CHOICE if re.search(rf"\b{re.escape(q)}\b", expression)}
+
+
+# Each named condition and the questions its own expression tests (has_users: auth).
+NAMED_QUESTIONS = {
+    name: questions_of(expression) for name, expression in named_conditions().items()
+}
 
 
 def raw_multi_value_tests(expression: str) -> list[str]:
@@ -31,6 +41,13 @@ def raw_multi_value_tests(expression: str) -> list[str]:
             rf"\bin\s+{q}\b",  # 'otel' in observability
             rf"\b{q}\s*==.*\bor\b.*\b{q}\s*==",  # auth == 'a' or auth == 'b'
         ]
+        # has_users or auth == 'oidc': a name widened by another value of its own question.
+        names = "|".join(name for name, tested in NAMED_QUESTIONS.items() if question in tested)
+        if names:
+            patterns += [
+                rf"\b(?:{names})\b\W+or\s+{q}\s*==",
+                rf"\b{q}\s*==\s*\S+\s+or\W+(?:{names})\b",
+            ]
         found += [match.group(0) for p in patterns for match in re.finditer(p, expression)]
     return found
 
@@ -64,9 +81,20 @@ def test_the_check_catches_each_raw_form() -> None:
         '{% if database != "none" %}',
         "{{ 'x' if 'otel' in observability else '' }}",
         "{%- elif auth == 'jwt' or auth == 'api_key' %}",
+        '{% if has_users or auth == "oidc" -%}',
+        "{%- if auth == 'oidc' or has_users %}",
+        "{{ 'x' if (has_db or database == 'none') else '' }}",
     ):
         assert raw_multi_value_tests(raw), raw
-    for named in ("{% if has_users %}", "{% if auth == 'oidc' %}", "{{ project_slug }}"):
+    for named in (
+        "{% if has_users %}",
+        "{% if auth == 'oidc' %}",
+        "{{ project_slug }}",
+        # Another question, or a narrower condition: not a widened name.
+        '{%- if has_db or rate_limiter == "redis" %}',
+        '{%- if has_db and auth == "oidc" %}',
+        "{{ 'a' if has_users else ('b' if auth == 'oidc' else '') }}",
+    ):
         assert raw_multi_value_tests(named) == [], named
 
 
@@ -78,11 +106,12 @@ def test_every_named_condition_is_used() -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
 def test_named_conditions_evaluate_on_every_variant(variant: Variant) -> None:
-    """Each named condition renders to a yes/no answer for every declared variant."""
-    context = {key: value for key, value in variant.resolved.items() if ":" not in key}
-    for name, expression in named_conditions().items():
-        rendered = jinja2.Template(expression).render(**context)
-        assert rendered in {"True", "False"}, f"{variant}: {name} renders {rendered!r}"
+    """Each named condition renders to a yes/no answer for every declared variant
+    (`Variant.conditions` asserts it), and yes/no answers count as copier counts them."""
+    assert set(variant.conditions) == set(named_conditions())
+    assert variant.named("has_backups") == (
+        variant.resolved["backups"] == "yes" and variant.resolved["database"] != "none"
+    )
 
 
 def test_multiselect_options_are_named() -> None:

@@ -208,10 +208,10 @@ class TestRendering:
             if line != template
         }
         generated |= dict(line.split("=", 1) for line in stack_lines if "=" in line)
-        secrets = ["JWT_SECRET_KEY"] if project["auth"] in ("jwt", "jwt_api_key") else []
-        if project.variant.has("backups", "yes"):
+        secrets = ["JWT_SECRET_KEY"] if project.named("has_users") else []
+        if project.named("has_backups"):
             secrets.append("BACKUP_SIGNING_KEY")
-        if project.variant.has("deployment", "compose") and project["database"] == "postgresql":
+        if project.named("has_compose") and project["database"] == "postgresql":
             secrets.append("POSTGRES_PASSWORD")
         assert sorted(generated) == sorted(secrets)
         answers = (project.path / ".copier-answers.yml").read_text()
@@ -223,7 +223,7 @@ class TestRendering:
         assert ignored.returncode == 0, ".env must be git-ignored"
         kept = subprocess.run(["git", "check-ignore", "-q", ".env.example"], cwd=project.path)
         assert kept.returncode == 1, ".env.example must be committed"
-        if project.variant.has("backups", "yes"):
+        if project.named("has_backups"):
             # The default BACKUP_TARGET: dumps of every table, never committed nor built in.
             dump = "backups/x-20261130T231500Z.dump"
             ignored = subprocess.run(["git", "check-ignore", "-q", dump], cwd=project.path)
@@ -264,7 +264,7 @@ class TestQuality:
         result = make(project, "check", {"MYPY_CACHE_DIR": str(mypy_cache)})
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
         assert "Success: no issues found" in result.stdout
-        if project.variant.has("observability", "prometheus"):
+        if project.named("has_metrics"):
             if os.environ.get("CI") or shutil.which("promtool"):
                 assert "SUCCESS" in result.stdout  # promtool test rules
             else:
@@ -299,7 +299,7 @@ class TestQuality:
         # test_container.py hold every variant's deeper checks).
         result = make(project, "check-deploy", {})
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-        overlays = 2 if project.variant.has("deployment", "kubernetes") else 0
+        overlays = 2 if project.named("has_kubernetes") else 0
         assert result.stdout.count("==> deploy/kubernetes/overlays/") == overlays
 
     def test_make_test(self, project: Project, service_env: dict[str, str]) -> None:
@@ -422,7 +422,7 @@ class TestBoot:
             slow_head.start()
             check_probes(service, project)
             headers = {}
-            if project["database"] != "none":
+            if project.named("has_db"):
                 headers = credentials(project, service)
                 check_items(service, headers)
                 check_slow_body(service, headers)
@@ -446,7 +446,7 @@ class TestBoot:
             serving(project.path, project.slug, {**env, **auth_env}) as service,
         ):
             assert client_seen(service, forwarded_for="203.0.113.9") == "203.0.113.9"
-            headers = credentials(project, service) if project["database"] != "none" else {}
+            headers = credentials(project, service) if project.named("has_db") else {}
             slow = SlowRequest(service, project, headers)
             slow.start()
             slow.in_flight.wait(10)
@@ -469,7 +469,7 @@ class TestBoot:
         events = [line.get("event") for line in service.logs()]
         assert "shutdown.draining" in events
         assert events.index("shutdown.draining") < events.index("shutdown.complete")
-        if project["database"] != "none":
+        if project.named("has_db"):
             assert events.index("database.closed") < events.index("shutdown.complete")
         assert elapsed >= 1.5, "the drain period was skipped"
 
@@ -510,7 +510,7 @@ class SlowRequest(threading.Thread):
         super().__init__(daemon=True)
         self.service = service
         self.headers = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        self.upload = project["database"] != "none"
+        self.upload = project.named("has_db")
         self.expected = "HTTP/1.1 201" if self.upload else "HTTP/1.1 200"
         self.in_flight = threading.Event()
         self.outcome: str | None = None
@@ -568,7 +568,7 @@ def check_probes(service: Service, project: Project) -> None:
 
     ready = httpx.get(f"{base}/health/ready").json()
     assert ready["status"] == "ok"
-    if project["database"] != "none":
+    if project.named("has_db"):
         assert ready["checks"]["database"]["status"] == "ok"
     if project["rate_limiter"] == "redis":
         assert ready["checks"]["redis"]["status"] == "ok"
@@ -576,7 +576,7 @@ def check_probes(service: Service, project: Project) -> None:
 
     info = httpx.get(f"{base}/api/v1/info")
     assert info.status_code == 200 and info.json()["version"], info.text
-    limited = project["rate_limiter"] != "none"
+    limited = project.named("has_limiter")
     assert ("ratelimit-policy" in info.headers) == limited
     assert ("ratelimit" in live.headers) is False
 

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import jinja2
-from harness import choices, copier_questions
+from harness import choices, copier_questions, named_conditions
 
 Answer = str | list[str] | bool
 
@@ -64,6 +64,26 @@ class Variant:
         if isinstance(answer, list):
             return any(value in answer for value in values)
         return answer in values
+
+    def named(self, name: str) -> bool:
+        """copier.yml's named condition `name` (`has_users`, `has_db`, ...) for this variant,
+        evaluated from its expression there, as copier evaluates it when rendering."""
+        return self.conditions[name]
+
+    @cached_property
+    def conditions(self) -> dict[str, bool]:
+        """Every named condition of copier.yml, evaluated on this variant's answers in
+        copier.yml's order (a name may use the names above it)."""
+        context: dict[str, Any] = {}
+        for key, value in self.resolved.items():
+            if ":" not in key:
+                context[key] = value == "yes" if is_yes_no(copier_questions()[key]) else value
+        values: dict[str, bool] = {}
+        for name, expression in named_conditions().items():
+            rendered = jinja2.Template(expression).render(**context, **values)
+            assert rendered in {"True", "False"}, f"{self.id}: {name} renders {rendered!r}"
+            values[name] = rendered == "True"
+        return values
 
 
 # One row per variant after the default one: its answer to every multiple-choice question
