@@ -231,9 +231,7 @@ def test_redis_outage_fails_closed_with_503_when_asked(
     assert "Traceback" not in service.output
 
 
-@pytest.mark.variants(
-    lambda v: v.named("has_users") and v.named("has_limiter")
-)
+@pytest.mark.variants(lambda v: v.named("has_users") and v.named("has_limiter"))
 def test_the_sixth_bad_password_is_refused_even_from_a_new_client_port(
     project: Project, database_env: dict[str, str]
 ) -> None:
