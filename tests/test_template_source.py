@@ -119,3 +119,53 @@ def test_multiselect_options_are_named() -> None:
     expressions = " ".join(named_conditions().values())
     for option in choices("observability"):
         assert f"'{option}' in observability" in expressions, option
+
+
+MULTISELECT = sorted(key for key, spec in copier_questions().items() if spec.get("multiselect"))
+# The template's own suite asks a variant or project for a named condition (`v.named("has_users")`)
+# where it would test several values of a question, or an option of a multiselect question.
+SUITE_PATTERNS = [
+    *(rf'\.has\(\s*"{q}"\s*,\s*"[^"]*"\s*,' for q in MULTIPLE_CHOICE),  # .has("auth", "a", "b")
+    *(rf'\[\s*"{q}"\s*\]\s*(?:!=\s*"none"|(?:not\s+)?in\b)' for q in MULTIPLE_CHOICE),
+    *(rf'\.has\(\s*"{q}"' for q in MULTISELECT),  # .has("observability", "otel")
+    *(rf'\bin\s+[\w.]+\[\s*"{q}"\s*\]' for q in MULTISELECT),  # "otel" in project["observability"]
+    r'\.has\(\s*"backups"',  # has_backups: the answer and a database to back up
+]
+# test_update.py reads the answers of earlier releases, whose copier.yml named fewer conditions;
+# test_variant_matrix.py checks the answers themselves; this module spells the forms it looks for.
+SUITE_EXEMPT = {"test_update.py", "test_variant_matrix.py", "test_template_source.py"}
+
+
+def raw_suite_conditions(code: str) -> list[str]:
+    return [match.group(0) for p in SUITE_PATTERNS for match in re.finditer(p, code)]
+
+
+def test_the_suite_asks_for_named_conditions() -> None:
+    offences = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        if path.name in SUITE_EXEMPT:
+            continue
+        code = path.read_text(encoding="utf-8")
+        for raw in raw_suite_conditions(code):
+            offences.append(f"tests/{path.name}: {raw}")
+    assert offences == [], "use Variant.named / Project.named:\n" + "\n".join(offences)
+
+
+def test_the_suite_check_catches_each_raw_form() -> None:
+    for raw in (
+        'lambda v: v.has("auth", "jwt", "jwt_api_key")',
+        'if project["database"] != "none":',
+        'project["auth"] in ("jwt", "jwt_api_key")',
+        'variant.has("observability", "prometheus")',
+        'if "otel" in project["observability"]:',
+        'project.variant.has("backups", "yes")',
+    ):
+        assert raw_suite_conditions(raw), raw
+    for named in (
+        'lambda v: v.named("has_users")',
+        'v.has("auth", "oidc")',
+        'if project["database"] == "postgresql":',
+        'if project["rate_limiter"] != "redis":',
+        'if name in services["migrate"]["depends_on"]:',
+    ):
+        assert raw_suite_conditions(named) == [], named
