@@ -120,6 +120,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("project", params, indirect=True, scope="session")
 
 
+# Fixtures that install a variant, start servers or a Docker engine: not in the fast tier.
+SLOW_FIXTURES = {"project", "database_env", "postgres_admin", "engine", "copie_session"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses an installed variant `installs`; a test marked `fast` that
+    needs one, a server or the Docker engine is an error of the suite, not a slow fast tier."""
+    for item in items:
+        used = SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if "project" in used:
+            item.add_marker(pytest.mark.installs)
+        if used and item.get_closest_marker("fast"):
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked fast but uses {', '.join(sorted(used))}"
+            )
+
+
 @pytest.fixture(scope="session")
 def project(request: pytest.FixtureRequest, copie_session: Copie) -> Project:
     """The variant rendered by copier (through pytest-copie) and installed with uv: once per

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from servers import Unavailable, redis_server
+from variants import VARIANTS, Variant
 
 pytestmark = pytest.mark.variant
 
@@ -161,35 +162,51 @@ def without_workflow_expressions(path: Path, text: str) -> str:
     return WORKFLOW_EXPRESSION.sub("", text) if ".github" in path.parts else text
 
 
+BY_VARIANT = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
+
+
+@pytest.mark.fast
+@pytest.mark.xdist_group("rendered")  # with the other users of `rendered`: one render a run
 class TestRendering:
-    def test_no_template_leftovers(self, project: Project) -> None:
+    """The files of each variant as copier renders them (the `rendered` fixture): no install."""
+
+    @BY_VARIANT
+    def test_no_template_leftovers(self, rendered: dict[str, Path], variant: Variant) -> None:
+        root = rendered[variant.id]
         leftovers = [
-            f"{path.relative_to(project.path)}: {marker}"
-            for path, text in read_texts(project.path).items()
+            f"{path.relative_to(root)}: {marker}"
+            for path, text in read_texts(root).items()
             for marker in ("{{", "{%", "{#", "%}", "}}")
             if marker in without_workflow_expressions(path, text)
             and not path.name.endswith(".mako")
         ]
-        names = [p for p in project.path.rglob("*") if "{" in p.name or p.name.endswith(".jinja")]
+        names = [p for p in root.rglob("*") if "{" in p.name or p.name.endswith(".jinja")]
         assert leftovers == []
         assert names == []
 
-    def test_unchosen_options_leave_no_trace(self, project: Project) -> None:
-        resolved = project.variant.resolved
+    @BY_VARIANT
+    def test_unchosen_options_leave_no_trace(
+        self, rendered: dict[str, Path], variant: Variant
+    ) -> None:
+        root = rendered[variant.id]
         words = [
             word
             for (question, answer), patterns in TRACES.items()
-            if resolved[question] == answer
+            if variant.resolved[question] == answer
             for word in patterns
         ]
         found = [
-            f"{path.relative_to(project.path)}: {word}"
-            for path, text in read_texts(project.path).items()
+            f"{path.relative_to(root)}: {word}"
+            for path, text in read_texts(root).items()
             if path.name != ".copier-answers.yml"
             for word in words
             if re.search(word, text, 0 if word.lower() != word else re.IGNORECASE)
         ]
         assert found == []
+
+
+class TestCopy:
+    """What the copy-time tasks write, and the installed package's settings."""
 
     def test_secrets_stay_out_of_git_and_answers(self, project: Project) -> None:
         env_file = project.path / ".env"
