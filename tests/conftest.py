@@ -9,6 +9,7 @@ real `copier` CLI through `harness.render`; tests/README.md lists which tests us
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -152,10 +153,24 @@ def project(request: pytest.FixtureRequest, copie_session: Copie) -> Project:
 
 
 @pytest.fixture(scope="session")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every variant's files by variant id, rendered once per session and xdist worker
-    (in process, copy-time tasks skipped: `harness.render_variants`)."""
-    return dict(render_variants(tmp_path_factory.mktemp("render-all")))
+def rendered(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Every variant's files by variant id, rendered once per run (in process, copy-time tasks
+    skipped: `harness.render_variants`). The xdist workers share one render: the first to ask
+    renders under a lock, the others wait for it and read the same files."""
+    run_directory = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):
+        run_directory = run_directory.parent  # pytest-N/popen-gwX: pytest-N is this run's
+    target = run_directory / "render-all"
+    with (run_directory / "render-all.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = run_directory / "render-all.done"
+        if not done.exists():
+            for _ in render_variants(target):
+                pass
+            done.touch()
+    return {variant.id: target / variant.id for variant in VARIANTS}
 
 
 @pytest.fixture(scope="session")
