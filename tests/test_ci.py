@@ -16,7 +16,7 @@ import yaml
 from harness import ROOT, checkov_command, tool
 from variants import VARIANTS, Variant
 
-pytestmark = pytest.mark.xdist_group("rendered")
+pytestmark = [pytest.mark.fast, pytest.mark.xdist_group("rendered")]
 
 BY_ID = {variant.id: variant for variant in VARIANTS}
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+$")

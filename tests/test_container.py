@@ -37,6 +37,7 @@ def dockerfiles(rendered: dict[str, Path]) -> dict[str, Path]:
     return {variant: path / "Dockerfile" for variant, path in rendered.items()}
 
 
+@pytest.mark.fast
 @pytest.mark.xdist_group("rendered")
 def test_hadolint_finds_nothing_in_any_variant(dockerfiles: dict[str, Path]) -> None:
     for variant, dockerfile in dockerfiles.items():
@@ -49,6 +50,7 @@ def test_hadolint_finds_nothing_in_any_variant(dockerfiles: dict[str, Path]) -> 
         assert "hadolint ignore" not in dockerfile.read_text(), variant
 
 
+@pytest.mark.fast
 @pytest.mark.xdist_group("rendered")
 def test_checkov_passes_every_variants_dockerfile(dockerfiles: dict[str, Path]) -> None:
     """One checkov run over all variants (each variant's file is its own result)."""

@@ -47,7 +47,7 @@ RESTRICTED_VOLUMES = {
 
 # With the other users of the `rendered` fixture on one xdist worker: every variant is
 # rendered once per run.
-pytestmark = pytest.mark.xdist_group("rendered")
+pytestmark = [pytest.mark.fast, pytest.mark.xdist_group("rendered")]
 
 parametrize_variants = pytest.mark.parametrize(
     "variant", KUBERNETES_VARIANTS, ids=[v.id for v in KUBERNETES_VARIANTS]

@@ -14,7 +14,7 @@ import pytest
 
 # With test_ci.py (and any other user of the `rendered` fixture) on one xdist worker, so the
 # variants are rendered once.
-pytestmark = pytest.mark.xdist_group("rendered")
+pytestmark = [pytest.mark.fast, pytest.mark.xdist_group("rendered")]
 
 # A run of this many meaningful lines written twice in one generated project is copy-paste.
 DUPLICATE_RUN = 8

@@ -14,6 +14,8 @@ import pytest
 from harness import ROOT, choices, copier_questions, named_conditions
 from variants import VARIANTS, Variant
 
+pytestmark = pytest.mark.fast
+
 TEMPLATE = ROOT / "template"
 JINJA_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.DOTALL)
 MULTIPLE_CHOICE = sorted(key for key, spec in copier_questions().items() if "choices" in spec)
