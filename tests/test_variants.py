@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -423,13 +424,22 @@ def service_env(project: Project, database_env: dict[str, str]) -> Iterator[dict
         unavailable(f"Redis: {error}")
 
 
-class TestBoot:
-    def test_probes_over_http(
-        self,
-        project: Project,
-        service_env: dict[str, str],
-        record_property: Callable[[str, object], None],
-    ) -> None:
+@dataclass
+class Served:
+    """One variant's service, booted once for TestServing, with an admin's request headers
+    (none without a database) and a client sending its request head slowly since the boot."""
+
+    service: Service
+    headers: dict[str, str]
+    slow_head: SlowHead
+
+
+class TestServing:
+    """The booted service over HTTP and raw sockets: one process per variant for the whole
+    class (its tests run in this order; the last one stops it)."""
+
+    @pytest.fixture(scope="class")
+    def served(self, project: Project, service_env: dict[str, str]) -> Iterator[Served]:
         env = {**service_env, **BOOT_ENV, **UNLIMITED_ENV, **BODY_TIMEOUT_ENV}
         with (
             auth_boot_env(project) as auth_env,
@@ -437,23 +447,45 @@ class TestBoot:
         ):
             slow_head = SlowHead(service)
             slow_head.start()
-            check_probes(service, project)
-            headers = {}
-            if project.named("has_db"):
-                headers = credentials(project, service)
-                check_items(service, headers)
-                check_slow_body(service, headers)
-            record_property("schemathesis", check_no_server_error(service, headers))
-            check_head_bounds(service)
-            check_protocol_answers(service)
-            slow_head.join(20)
-            code = service.stop(signal.SIGTERM)
-        # A head still incomplete 10 s after the connection opened is cut off with 408.
-        assert slow_head.answer.startswith(b"HTTP/1.1 408 "), slow_head.answer[:200]
-        assert 9.5 <= slow_head.elapsed <= 13, slow_head.elapsed
-        assert code == 0, service.output
-        assert "Traceback" not in service.output
+            headers = credentials(project, service) if project.named("has_db") else {}
+            yield Served(service, headers, slow_head)
 
+    def test_probes_headers_and_problems(self, project: Project, served: Served) -> None:
+        check_probes(served.service, project)
+
+    @pytest.mark.variants(lambda v: v.named("has_db"))
+    def test_items_over_http(self, served: Served) -> None:
+        check_items(served.service, served.headers)
+
+    @pytest.mark.variants(lambda v: v.named("has_db"))
+    def test_a_slow_body_is_answered_408(self, served: Served) -> None:
+        check_slow_body(served.service, served.headers)
+
+    def test_no_operation_answers_a_server_error(
+        self, served: Served, record_property: Callable[[str, object], None]
+    ) -> None:
+        record_property("schemathesis", check_no_server_error(served.service, served.headers))
+
+    def test_request_heads_are_bounded(self, served: Served) -> None:
+        check_head_bounds(served.service)
+
+    def test_malformed_and_unusual_requests_are_answered(self, served: Served) -> None:
+        check_protocol_answers(served.service)
+
+    def test_a_slow_head_is_cut_off_with_408(self, served: Served) -> None:
+        """A head still incomplete 10 s after the connection opened is cut off with 408."""
+        served.slow_head.join(20)
+        answer, elapsed = served.slow_head.answer, served.slow_head.elapsed
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert 9.5 <= elapsed <= 13, elapsed
+
+    def test_sigterm_stops_it_cleanly(self, served: Served) -> None:
+        code = served.service.stop(signal.SIGTERM)
+        assert code == 0, served.service.output
+        assert "Traceback" not in served.service.output
+
+
+class TestBoot:
     def test_sigterm_drains_then_finishes_the_in_flight_request(
         self, project: Project, service_env: dict[str, str]
     ) -> None:
