@@ -5,9 +5,9 @@ from that variant's pyproject.toml. mypy runs from one shared environment holdin
 dependency of every variant (the union of their pyproject.toml files, installed once from uv's
 cache and kept under .cache/ until a variant's dependencies change); each variant is checked
 with its own `[tool.mypy]` (strict, its Python version, pydantic's plugin), its package found
-through `files = ["src", ...]` rather than installed. The installed check of each variant is
-TestQuality.test_make_check in test_variants.py (`make check` in the variant's own
-environment, from its lock).
+through `files = ["src", ...]` rather than installed; mypy's cache is kept under .cache/ too.
+The installed check of each variant is TestQuality.test_make_check in test_variants.py
+(`make check` in the variant's own environment, from its lock).
 """
 
 from __future__ import annotations
@@ -90,14 +90,23 @@ def types_env(rendered: dict[str, Path]) -> Path:
     return env / "bin"
 
 
-@pytest.mark.xdist_group("types")
+@pytest.fixture(scope="session")
+def mypy_cache(worker_id: str) -> Path:
+    """mypy's cache, kept between runs, one per xdist worker (the variants share one package
+    name, so two processes checking two variants at once would overwrite each other's)."""
+    return CACHE / "types-mypy" / worker_id
+
+
+# Not in an xdist group: the variants spread over the workers.
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
-def test_mypy_strict_passes(rendered: dict[str, Path], types_env: Path, variant: Variant) -> None:
+def test_mypy_strict_passes(
+    rendered: dict[str, Path], types_env: Path, mypy_cache: Path, variant: Variant
+) -> None:
     root = rendered[variant.id]
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["mypy"]
     assert config["strict"] is True  # the variant's own configuration is the one checked
     result = subprocess.run(
-        [str(types_env / "mypy"), "--cache-dir", str(CACHE / "types-mypy")],
+        [str(types_env / "mypy"), "--cache-dir", str(mypy_cache)],
         cwd=root,
         capture_output=True,
         text=True,
