@@ -71,16 +71,23 @@ class Variant:
         return self.conditions[name]
 
     @cached_property
+    def answers_as_copier_has_them(self) -> dict[str, Any]:
+        """Every multiple-choice and yes/no answer as copier's templates see it (a yes/no
+        answer is a bool, a multiselect answer a list)."""
+        return {
+            key: value == "yes" if is_yes_no(copier_questions()[key]) else value
+            for key, value in self.resolved.items()
+            if ":" not in key
+        }
+
+    @cached_property
     def conditions(self) -> dict[str, bool]:
         """Every named condition of copier.yml, evaluated on this variant's answers in
         copier.yml's order (a name may use the names above it)."""
-        context: dict[str, Any] = {}
-        for key, value in self.resolved.items():
-            if ":" not in key:
-                context[key] = value == "yes" if is_yes_no(copier_questions()[key]) else value
         values: dict[str, bool] = {}
         for name, expression in named_conditions().items():
-            rendered = jinja2.Template(expression).render(**context, **values)
+            context = {**self.answers_as_copier_has_them, **values}
+            rendered = jinja2.Template(expression).render(**context)
             assert rendered in {"True", "False"}, f"{self.id}: {name} renders {rendered!r}"
             values[name] = rendered == "True"
         return values
