@@ -3,6 +3,9 @@
 
     python3 dev.py demo     generate the default service into ./my-service and boot it
     python3 dev.py test     run the whole test suite (extra arguments go to pytest)
+    python3 dev.py test --fast
+                            the fast tier: the template's source checks, every variant
+                            rendered, linted and type-checked; nothing installed or booted
     python3 dev.py bench    run the benchmarks under bench/ (or: bench NAME ARGS, NAME one of them)
     python3 dev.py render-all DIR
                             render every declared variant into DIR/<variant id>, so linters,
@@ -123,7 +126,12 @@ def serve_until_stopped(command: list[str], cwd: Path, env: dict[str, str]) -> i
 
 
 def test(extra: list[str]) -> int:
-    say("running the test suite")
+    if "--fast" in extra:
+        # Tests marked `fast` (tests/README.md): no variant installed, no service booted.
+        extra = ["-m", "fast", *(arg for arg in extra if arg != "--fast")]
+        say("running the fast tier of the test suite")
+    else:
+        say("running the test suite")
     args = (
         ["-n", "2", "--dist", "loadgroup", *extra]
         if not any(a.startswith("-n") for a in extra)

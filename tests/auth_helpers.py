@@ -64,7 +64,7 @@ def create_api_key(project: Project, env: dict[str, str], role: str) -> tuple[st
     """A new key and its `API_KEY_HASHES` entry (the same line without a database)."""
     name = f"{role}-{secrets.token_hex(4)}"
     lines = cli(project, env, "create-api-key", "--name", name, "--role", role).splitlines()
-    return lines[1] if project["database"] == "none" else lines[-1], lines[-1]
+    return lines[-1] if project.named("has_db") else lines[1], lines[-1]
 
 
 def issuer_token(issuer: str, role: str) -> str:
@@ -76,7 +76,7 @@ def issuer_token(issuer: str, role: str) -> str:
 def credentials(project: Project, service: Service, role: str = "admin") -> dict[str, str]:
     """Request headers of a caller with `role` for a booted service (empty without auth)."""
     auth = project["auth"]
-    if auth in ("jwt", "jwt_api_key"):
+    if project.named("has_users"):
         username = create_user(project, service.env, role)
         return {"Authorization": f"Bearer {log_in(service, username)['access_token']}"}
     if auth == "api_key":

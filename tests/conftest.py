@@ -9,6 +9,7 @@ real `copier` CLI through `harness.render`; tests/README.md lists which tests us
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,12 +98,16 @@ class Project:
     def __getitem__(self, question: str) -> Any:
         return self.answers[question]
 
+    def named(self, name: str) -> bool:
+        """copier.yml's named condition `name` (`has_db`, `has_users`, ...) for this project."""
+        return self.variant.named(name)
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run each test that uses `project` once per declared variant.
 
     `@pytest.mark.variants(predicate)` narrows a test to the variants the predicate accepts
-    (for example `lambda v: v.has("auth", "jwt")`): a feature's tests never skip elsewhere.
+    (for example `lambda v: v.named("has_users")`): a feature's tests never skip elsewhere.
     """
     if "project" not in metafunc.fixturenames:
         return
@@ -114,6 +119,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for variant in chosen
     ]
     metafunc.parametrize("project", params, indirect=True, scope="session")
+
+
+# Fixtures that install a variant, start servers or a Docker engine: not in the fast tier.
+SLOW_FIXTURES = {"project", "database_env", "postgres_admin", "engine", "copie_session"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses an installed variant `installs`; a test marked `fast` that
+    needs one, a server or the Docker engine is an error of the suite, not a slow fast tier."""
+    for item in items:
+        used = SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if "project" in used:
+            item.add_marker(pytest.mark.installs)
+        if used and item.get_closest_marker("fast"):
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked fast but uses {', '.join(sorted(used))}"
+            )
 
 
 @pytest.fixture(scope="session")
@@ -131,10 +153,24 @@ def project(request: pytest.FixtureRequest, copie_session: Copie) -> Project:
 
 
 @pytest.fixture(scope="session")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every variant's files by variant id, rendered once per session and xdist worker
-    (in process, copy-time tasks skipped: `harness.render_variants`)."""
-    return dict(render_variants(tmp_path_factory.mktemp("render-all")))
+def rendered(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Every variant's files by variant id, rendered once per run (in process, copy-time tasks
+    skipped: `harness.render_variants`). The xdist workers share one render: the first to ask
+    renders under a lock, the others wait for it and read the same files."""
+    run_directory = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):
+        run_directory = run_directory.parent  # pytest-N/popen-gwX: pytest-N is this run's
+    target = run_directory / "render-all"
+    with (run_directory / "render-all.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = run_directory / "render-all.done"
+        if not done.exists():
+            for _ in render_variants(target):
+                pass
+            done.touch()
+    return {variant.id: target / variant.id for variant in VARIANTS}
 
 
 @pytest.fixture(scope="session")

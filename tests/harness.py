@@ -106,10 +106,31 @@ def render(
     return result
 
 
-def render_variants(target: Path) -> Iterator[tuple[str, Path]]:
-    """Render every declared variant into `target/<variant id>` (replacing an earlier render),
-    with copy-time tasks skipped: the files are the template's, `.env` is not written."""
+def copy_in_process(dest: Path, answers: Mapping[str, Any]) -> None:
+    """`copier copy` this checkout in this process (copier's `run_copy`), with `answers` and
+    defaults for the rest, copy-time tasks skipped: the files are the template's, `.env` and
+    `uv.lock` are not written. A refused answer raises copier's ValueError, whose message is
+    the last line the CLI prints."""
     import copier
+
+    with warnings.catch_warnings():
+        # Uncommitted template changes are what a reader of the renders wants to see.
+        warnings.simplefilter("ignore", copier.errors.DirtyLocalWarning)
+        copier.run_copy(
+            str(ROOT),
+            dest,
+            data=dict(answers),
+            defaults=True,
+            unsafe=True,
+            quiet=True,
+            skip_tasks=True,
+            vcs_ref="HEAD",
+        )
+
+
+def render_variants(target: Path) -> Iterator[tuple[str, Path]]:
+    """Render every declared variant into `target/<variant id>` (replacing an earlier render)
+    with `copy_in_process`."""
     from variants import VARIANTS
 
     target.mkdir(parents=True, exist_ok=True)
@@ -117,19 +138,7 @@ def render_variants(target: Path) -> Iterator[tuple[str, Path]]:
         dest = target / variant.id
         if dest.exists():
             shutil.rmtree(dest)
-        with warnings.catch_warnings():
-            # Uncommitted template changes are what a reader of the renders wants to see.
-            warnings.simplefilter("ignore", copier.errors.DirtyLocalWarning)
-            copier.run_copy(
-                str(ROOT),
-                dest,
-                data=dict(variant.answers),
-                defaults=True,
-                unsafe=True,
-                quiet=True,
-                skip_tasks=True,
-                vcs_ref="HEAD",
-            )
+        copy_in_process(dest, variant.answers)
         yield variant.id, dest
 
 

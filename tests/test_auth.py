@@ -32,7 +32,7 @@ def refused(response: httpx.Response, status: int = 401) -> None:
     assert response.headers["www-authenticate"]
 
 
-@pytest.mark.variants(lambda v: v.has("auth", "jwt", "jwt_api_key"))
+@pytest.mark.variants(lambda v: v.named("has_users"))
 def test_jwt_log_in_refresh_log_out_and_roles(
     project: Project, database_env: dict[str, str]
 ) -> None:
@@ -72,11 +72,11 @@ def test_jwt_log_in_refresh_log_out_and_roles(
     assert "boot-test-password" not in service.output
 
 
-@pytest.mark.variants(lambda v: v.has("auth", "api_key", "jwt_api_key"))
+@pytest.mark.variants(lambda v: v.named("has_api_keys"))
 def test_api_key_created_used_and_revoked(project: Project, database_env: dict[str, str]) -> None:
     key, entry = create_api_key(project, database_env, "admin")
     env = {**database_env}
-    if project["database"] == "none":
+    if not project.named("has_db"):
         env["API_KEY_HASHES"] = entry
     with serving(project.path, project.slug, env) as service:
         me = f"{service.url}/api/v1/auth/me"
@@ -86,7 +86,7 @@ def test_api_key_created_used_and_revoked(project: Project, database_env: dict[s
         assert identity.json()["roles"] == ["admin"]
         refused(httpx.get(me, headers={"X-API-Key": key + "x"}))
         refused(httpx.get(me))
-        if project["database"] != "none":
+        if project.named("has_db"):
             name = cli(project, database_env, "create-api-key", "--name", "revoked-soon")
             revoked_key = name.splitlines()[-1]
             assert httpx.get(me, headers={"X-API-Key": revoked_key}).status_code == 200
@@ -116,7 +116,7 @@ def test_oidc_tokens_of_a_local_issuer(project: Project, database_env: dict[str,
         unsigned = base64.urlsafe_b64encode(json.dumps({"alg": "none"}).encode()).rstrip(b"=")
         refused(httpx.get(me, headers={"Authorization": f"Bearer {unsigned.decode()}.{payload}."}))
         refused(httpx.get(me, headers={"Authorization": f"Bearer {header}.{payload}.AAAA"}))
-        if project["database"] != "none":
+        if project.named("has_db"):
             viewer = {"Authorization": f"Bearer {issuer_token(issuer, 'viewer')}"}
             refused(
                 httpx.post(f"{service.url}/api/v1/items", json={"name": "x"}, headers=viewer), 403

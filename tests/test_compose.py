@@ -27,7 +27,7 @@ from containers import compose_binary, docker, stand_ins_for
 from harness import tool
 from test_container import free_port
 
-pytestmark = [pytest.mark.variant, pytest.mark.variants(lambda v: v.has("deployment", "compose"))]
+pytestmark = [pytest.mark.variant, pytest.mark.variants(lambda v: v.named("has_compose"))]
 
 
 def compose(
@@ -68,15 +68,15 @@ def test_compose_config_is_valid(project: Project) -> None:
 def test_services_follow_the_answers(project: Project) -> None:
     services = config(project, "monitoring")["services"]
     expected = {"app"}
-    if project["database"] != "none":
+    if project.named("has_db"):
         expected.add("migrate")
     if project["database"] == "postgresql":
         expected.add("postgres")
     if project["rate_limiter"] == "redis":
         expected.add("redis")
-    if "prometheus" in project["observability"]:
+    if project.named("has_metrics"):
         expected |= {"prometheus", "grafana"}
-    if "otel" in project["observability"]:
+    if project.named("has_tracing"):
         expected.add("jaeger")
     assert set(services) == expected
 
@@ -99,18 +99,18 @@ def test_services_follow_the_answers(project: Project) -> None:
             assert name in waits_for or name in services["migrate"]["depends_on"]
     # The secrets of the chosen auth scheme, and no other's.
     secrets_by_auth = {
-        "JWT_SECRET_KEY": project["auth"] in ("jwt", "jwt_api_key"),
-        "API_KEY_HASHES": project["auth"] == "api_key" and project["database"] == "none",
+        "JWT_SECRET_KEY": project.named("has_users"),
+        "API_KEY_HASHES": project.named("has_static_api_keys"),
         "OIDC_ISSUER": project["auth"] == "oidc",
     }
     for name, wanted in secrets_by_auth.items():
         assert (name in app["environment"]) == wanted, name
-    if "otel" in project["observability"]:
+    if project.named("has_tracing"):
         assert app["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
     for name in ("prometheus", "grafana", "jaeger"):
         if name in services:
             assert services[name]["profiles"] == ["monitoring"]
-    backups = project.variant.has("backups", "yes")
+    backups = project.named("has_backups")
     if backups:
         backup = config(project, "backup")["services"]["backup"]
         assert backup["profiles"] == ["backup"]
@@ -124,7 +124,7 @@ def test_services_follow_the_answers(project: Project) -> None:
         assert backup["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     # The app reads the backups' volume (read-only) for the backup_* metrics.
     app_mounts = {volume["target"]: volume for volume in app.get("volumes", [])}
-    if backups and "prometheus" in project["observability"]:
+    if project.named("has_backup_metrics"):
         assert app_mounts["/backups"]["read_only"] is True
         assert app["environment"]["BACKUP_TARGET"] == "/backups"
     else:

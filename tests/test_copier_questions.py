@@ -1,9 +1,11 @@
 """Every invalid answer is refused by a copier validator with a one-line message and nothing
 is written; good answers pass through into the project.
 
-Answers given with `--data` are validated by copier before anything is rendered. Copier's CLI
-prints its own traceback for such a refusal; the validator's one-line message is always the
-last line. Answers typed at the prompt are covered by test_copier_prompts.py.
+Answers are validated by copier before anything is rendered. Most tests here call copier in
+process (`harness.copy_in_process`): the refusal is copier's ValueError, whose message is the
+line the CLI prints last. Two run the `copier` CLI with `--data` for what the CLI itself does:
+its exit status, and the validator's message as the last line after copier's own traceback.
+Answers typed at the prompt are covered by test_copier_prompts.py.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import copier_questions, render
+from harness import copier_questions, copy_in_process, render
+
+pytestmark = pytest.mark.fast
 
 REFUSED = [
     ("project_slug", "My_Service", "e.g. my-service: a-z 0-9 -, 2-41"),
@@ -49,35 +53,50 @@ PROMPT_PREFIX = "Validation error for question '{question}': "
 COLUMNS = 80
 
 
+def refusal(dest: Path, answers: dict[str, str | list[str] | bool]) -> str:
+    """copier's message refusing `answers` (in process), after checking nothing was written."""
+    with pytest.raises(ValueError) as refused:
+        copy_in_process(dest, answers)
+    assert not dest.exists() or not any(dest.iterdir()), "nothing may be written"
+    return str(refused.value)
+
+
+def as_data(question: str, answer: str) -> str | list[str]:
+    """The answer as copier's `data`: a multiselect answer is a list (`[datadog]` on the CLI)."""
+    if copier_questions()[question].get("multiselect"):
+        return [item.strip() for item in answer.strip("[]").split(",")]
+    return answer
+
+
 @pytest.mark.parametrize(
     ("question", "answer", "message"), REFUSED, ids=[f"{q}={a[:12]}" for q, a, _ in REFUSED]
 )
 def test_invalid_answer_is_refused(
     tmp_path: Path, question: str, answer: str, message: str
 ) -> None:
-    dest = tmp_path / "out"
-    result = render(dest, {question: answer}, check=False)
-    assert result.returncode != 0
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert message in last_line
-    assert last_line.count("\n") == 0
-    assert not dest.exists() or not any(dest.iterdir()), "nothing may be written"
+    shown = refusal(tmp_path / "out", {question: as_data(question, answer)})
+    assert message in shown
+    assert "\n" not in shown
     if "choices" not in copier_questions()[question]:
-        shown = last_line.split(": ", 1)[1]  # after copier's "ValueError"
         assert shown == PROMPT_PREFIX.format(question=question) + message
         assert len(shown) < COLUMNS, f"{len(shown)} columns: {shown}"
 
 
 def test_refused_choice_fits_the_prompt(tmp_path: Path) -> None:
-    """A choice that needs another answer (jwt without a database) says so in one short line."""
-    result = render(tmp_path / "out", {"database": "none", "auth": "jwt"}, check=False)
+    """A choice that needs another answer (jwt without a database) says so in one short line:
+    the last line of the CLI's output, after a failed exit status."""
+    dest = tmp_path / "out"
+    result = render(dest, {"database": "none", "auth": "jwt"}, check=False)
+    assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.endswith("Invalid choice for 'auth': e.g. api_key: jwt needs a database")
     assert len(last_line.split(": ", 1)[1]) < COLUMNS
+    assert not dest.exists() or not any(dest.iterdir()), "nothing may be written"
 
 
 def test_backups_without_a_database_are_refused(tmp_path: Path) -> None:
-    """backups=true with database=none: one line that says why, and nothing written."""
+    """backups=true with database=none, given on the CLI as `--data backups=true`: one line
+    that says why, and nothing written."""
     dest = tmp_path / "out"
     answers = {"database": "none", "auth": "api_key", "backups": "true"}
     result = render(dest, answers, check=False)
@@ -93,18 +112,18 @@ def test_backups_without_a_database_are_refused(tmp_path: Path) -> None:
 def test_backups_default_follows_the_database(tmp_path: Path) -> None:
     """Asked (default yes) with a database; not asked, and off, without one."""
     with_db = tmp_path / "sqlite"
-    render(with_db, {"database": "sqlite"})
+    copy_in_process(with_db, {"database": "sqlite"})
     assert (with_db / "src" / "my_service" / "backup" / "commands.py").is_file()
     assert yaml.safe_load((with_db / ".copier-answers.yml").read_text())["backups"] is True
     without = tmp_path / "none"
-    render(without, {"database": "none", "auth": "api_key"})
+    copy_in_process(without, {"database": "none", "auth": "api_key"})
     assert not (without / "src" / "my_service" / "backup").exists()
     assert "backups" not in yaml.safe_load((without / ".copier-answers.yml").read_text())
 
 
 def test_defaults_derive_slug_and_package(tmp_path: Path) -> None:
     dest = tmp_path / "out"
-    render(dest, {"project_name": "Billing  API v2!"})
+    copy_in_process(dest, {"project_name": "Billing  API v2!"})
     answers = yaml.safe_load((dest / ".copier-answers.yml").read_text())
     assert answers["project_slug"] == "billing-api-v2"
     assert answers["package_name"] == "billing_api_v2"
@@ -124,7 +143,7 @@ def test_reserved_names_cover_this_pythons_stdlib() -> None:
 def test_env_task_adds_only_missing_secrets_and_changes_nothing_twice(tmp_path: Path) -> None:
     """What the task does to an existing `.env` on `copier update`."""
     dest = tmp_path / "out"
-    render(dest, {"database": "none"})
+    copy_in_process(dest, {"database": "none"})
     mine = "APP_ENV=development\nMY_OWN=1\n# SOME_SECRET=commented-out-does-not-count\n"
     (dest / ".env").write_text(mine)
     hook = Path(__file__).resolve().parents[1] / "hooks" / "write_env.py"

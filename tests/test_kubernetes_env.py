@@ -66,7 +66,7 @@ def container_environment(
     return environment
 
 
-@pytest.mark.variants(lambda v: v.has("deployment", "kubernetes"))
+@pytest.mark.variants(lambda v: v.named("has_kubernetes"))
 def test_every_production_container_passes_the_production_settings_check(
     project: Project, tmp_path: Path
 ) -> None:
@@ -106,6 +106,6 @@ def test_every_production_container_passes_the_production_settings_check(
             )
             checked.append(f"{pod}/{container['name']}")
     expected = {f"{project.slug}/app"}
-    if project.variant.has("database", "sqlite", "postgresql"):
+    if project.named("has_db"):
         expected.add(f"{project.slug}/migrate")
     assert expected <= set(checked), checked

@@ -103,7 +103,7 @@ def access_line(service, request_id: str) -> dict[str, object]:  # type: ignore[
     return found
 
 
-PROMETHEUS = pytest.mark.variants(lambda v: v.has("observability", "prometheus"))
+PROMETHEUS = pytest.mark.variants(lambda v: v.named("has_metrics"))
 
 
 @PROMETHEUS
@@ -119,7 +119,7 @@ def test_generated_rules_pass_promtool(project: Project) -> None:
         )
         assert result.returncode == 0, result.stdout + result.stderr
     rules = (folder / "alerts.yml").read_text()
-    assert ("rate_limit_rejections" in rules) == (project["rate_limiter"] != "none")
+    assert ("rate_limit_rejections" in rules) == project.named("has_limiter")
     dashboard = json.loads(next((folder / "grafana" / "dashboards").glob("*.json")).read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     assert any("http_request_duration_seconds_bucket" in expr for expr in exprs)
@@ -151,7 +151,7 @@ def test_live_metrics_pass_promtool_and_a_prometheus_server_scrapes_them(
             )
             == 1
         )
-        if project["database"] != "none":
+        if project.named("has_db"):
             assert sample(exposition, "db_pool_capacity") >= 1
 
         config = tmp_path / "prometheus.yml"
@@ -227,7 +227,7 @@ def test_two_workers_report_the_same_totals(project: Project, database_env: dict
         assert service.stop() == 0, service.output
 
 
-@pytest.mark.variants(lambda v: v.has("observability", "prometheus") and v.has("backups", "yes"))
+@pytest.mark.variants(lambda v: v.named("has_backup_metrics"))
 def test_backup_gauges_follow_the_target(
     project: Project, database_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -288,7 +288,7 @@ def test_backup_gauges_follow_the_target(
         assert service.stop() == 0, service.output
 
 
-@pytest.mark.variants(lambda v: v.has("observability", "otel"))
+@pytest.mark.variants(lambda v: v.named("has_tracing"))
 def test_spans_reach_an_otlp_receiver_with_the_logged_trace_id(
     project: Project, database_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -299,12 +299,12 @@ def test_spans_reach_an_otlp_receiver_with_the_logged_trace_id(
             "OTEL_TRACES_SAMPLER_ARG": "1.0",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
         }
-        route = "/api/v1/items" if project["database"] != "none" else "/openapi.json"
+        route = "/api/v1/items" if project.named("has_db") else "/openapi.json"
         with (
             auth_boot_env(project) as auth_env,
             serving(project.path, project.slug, {**env, **auth_env}) as service,
         ):
-            headers = credentials(project, service) if project["database"] != "none" else {}
+            headers = credentials(project, service) if project.named("has_db") else {}
             response = httpx.get(
                 f"{service.url}{route}", headers={**headers, "X-Request-ID": "otlp-1"}
             )
@@ -340,7 +340,7 @@ def test_spans_reach_an_otlp_receiver_with_the_logged_trace_id(
     assert server[0]["trace_id"] == logged["trace_id"]
     assert server[0]["service"]["service.name"] == project.slug
     assert not [s for s in spans if "/health/" in str(s["attributes"].get("http.route", ""))]
-    if project["database"] != "none":
+    if project.named("has_db"):
         in_trace = [s for s in spans if s["trace_id"] == logged["trace_id"]]
         assert any("db.system" in s["attributes"] for s in in_trace), in_trace
 
@@ -371,7 +371,7 @@ def envelope_events(body: bytes) -> list[dict[str, object]]:
     return events
 
 
-@pytest.mark.variants(lambda v: v.has("observability", "sentry"))
+@pytest.mark.variants(lambda v: v.named("has_sentry"))
 def test_unhandled_errors_reach_sentry_with_the_request_id(
     project: Project, database_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -231,9 +231,7 @@ def test_redis_outage_fails_closed_with_503_when_asked(
     assert "Traceback" not in service.output
 
 
-@pytest.mark.variants(
-    lambda v: v.has("auth", "jwt", "jwt_api_key") and not v.has("rate_limiter", "none")
-)
+@pytest.mark.variants(lambda v: v.named("has_users") and v.named("has_limiter"))
 def test_the_sixth_bad_password_is_refused_even_from_a_new_client_port(
     project: Project, database_env: dict[str, str]
 ) -> None:
@@ -251,7 +249,7 @@ def test_the_sixth_bad_password_is_refused_even_from_a_new_client_port(
         other = httpx.post(
             f"{service.url}/api/v1/auth/token", data={**form, "username": f"other-{run_id}"}
         )
-        if project.variant.has("observability", "prometheus"):
+        if project.named("has_metrics"):
             exposition = httpx.get(f"{service.url}/metrics").text
             assert 'rate_limit_rejections_total{limit="login"} 1.0' in exposition
             failures = 'auth_failures_total{reason="bad_credentials",scheme="password"} 6.0'
@@ -273,7 +271,7 @@ SPELLINGS = [
 ]
 
 
-@pytest.mark.variants(lambda v: not v.has("rate_limiter", "none"))
+@pytest.mark.variants(lambda v: v.named("has_limiter"))
 def test_no_spelling_of_an_address_buys_a_second_quota(
     project: Project, database_env: dict[str, str], request: pytest.FixtureRequest
 ) -> None:
@@ -281,7 +279,7 @@ def test_no_spelling_of_an_address_buys_a_second_quota(
     env["RATE_LIMIT_LOGIN_ACCOUNT"] = "3/minute"
     if project.variant.has("rate_limiter", "redis"):
         env["REDIS_URL"] = request.getfixturevalue("private").url
-    users = project.variant.has("auth", "jwt", "jwt_api_key")
+    users = project.named("has_users")
     with boot(project, env) as service, httpx.Client(base_url=service.url) as client:
         answers = [
             [client.get(API, headers={"X-Forwarded-For": value}).status_code for value in group]

@@ -9,12 +9,19 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import pytest
+import yaml
+from harness import ROOT
+from variants import Variant
+
+TEMPLATE = ROOT / "template"
 
 # With test_ci.py (and any other user of the `rendered` fixture) on one xdist worker, so the
 # variants are rendered once.
-pytestmark = pytest.mark.xdist_group("rendered")
+pytestmark = [pytest.mark.fast, pytest.mark.xdist_group("rendered")]
 
 # A run of this many meaningful lines written twice in one generated project is copy-paste.
 DUPLICATE_RUN = 8
@@ -76,8 +83,6 @@ def test_no_copy_pasted_code_in_any_variant(rendered: dict[str, Path]) -> None:
 def test_every_alert_has_a_runbook_and_every_runbook_an_alert(
     rendered: dict[str, Path],
 ) -> None:
-    import yaml
-
     checked = 0
     for variant_id, root in rendered.items():
         alerts_file = root / "monitoring" / "alerts.yml"
@@ -178,3 +183,38 @@ def test_every_relative_link_of_every_page_resolves(rendered: dict[str, Path]) -
         listed = re.findall(r"\]\(docs/([^)/#]+)\)", (root / "README.md").read_text())
         pages = [path.name for path in (root / "docs").glob("*.md")]
         assert sorted(listed) == sorted(pages), variant_id
+
+
+def expected_files(variant: Variant, answers: dict[str, Any]) -> set[str]:
+    """The files a render of `variant` holds, from the template's file names alone: each name
+    rendered with the variant's answers and `Variant.named`'s conditions (a part that renders
+    empty leaves the file out, as copier does)."""
+    context = {**answers, **variant.answers_as_copier_has_them, **variant.conditions}
+    context["_copier_conf"] = {"answers_file": ".copier-answers.yml"}
+    files = set()
+    for path in TEMPLATE.rglob("*"):
+        if not path.is_file():
+            continue
+        parts = [
+            jinja2.Template(part).render(**context) for part in path.relative_to(TEMPLATE).parts
+        ]
+        parts[-1] = parts[-1].removesuffix(".jinja")
+        if all(parts):
+            files.add("/".join(parts))
+    return files
+
+
+def test_named_conditions_choose_the_files_copier_renders(rendered: dict[str, Path]) -> None:
+    """`Variant.named` agrees with copier: the files each render holds are the ones the
+    template's conditional names give under the conditions as the suite evaluates them."""
+    from variants import VARIANTS
+
+    for variant in VARIANTS:
+        root = rendered[variant.id]
+        answers = yaml.safe_load((root / ".copier-answers.yml").read_text())
+        actual = {
+            path.relative_to(root).as_posix()
+            for path in root.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
+        }
+        assert actual == expected_files(variant, answers), variant.id

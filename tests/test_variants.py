@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from servers import Unavailable, redis_server
+from variants import VARIANTS, Variant
 
 pytestmark = pytest.mark.variant
 
@@ -161,35 +163,51 @@ def without_workflow_expressions(path: Path, text: str) -> str:
     return WORKFLOW_EXPRESSION.sub("", text) if ".github" in path.parts else text
 
 
+BY_VARIANT = pytest.mark.parametrize("variant", VARIANTS, ids=lambda variant: variant.id)
+
+
+@pytest.mark.fast
+@pytest.mark.xdist_group("rendered")  # with the other users of `rendered`: one render a run
 class TestRendering:
-    def test_no_template_leftovers(self, project: Project) -> None:
+    """The files of each variant as copier renders them (the `rendered` fixture): no install."""
+
+    @BY_VARIANT
+    def test_no_template_leftovers(self, rendered: dict[str, Path], variant: Variant) -> None:
+        root = rendered[variant.id]
         leftovers = [
-            f"{path.relative_to(project.path)}: {marker}"
-            for path, text in read_texts(project.path).items()
+            f"{path.relative_to(root)}: {marker}"
+            for path, text in read_texts(root).items()
             for marker in ("{{", "{%", "{#", "%}", "}}")
             if marker in without_workflow_expressions(path, text)
             and not path.name.endswith(".mako")
         ]
-        names = [p for p in project.path.rglob("*") if "{" in p.name or p.name.endswith(".jinja")]
+        names = [p for p in root.rglob("*") if "{" in p.name or p.name.endswith(".jinja")]
         assert leftovers == []
         assert names == []
 
-    def test_unchosen_options_leave_no_trace(self, project: Project) -> None:
-        resolved = project.variant.resolved
+    @BY_VARIANT
+    def test_unchosen_options_leave_no_trace(
+        self, rendered: dict[str, Path], variant: Variant
+    ) -> None:
+        root = rendered[variant.id]
         words = [
             word
             for (question, answer), patterns in TRACES.items()
-            if resolved[question] == answer
+            if variant.resolved[question] == answer
             for word in patterns
         ]
         found = [
-            f"{path.relative_to(project.path)}: {word}"
-            for path, text in read_texts(project.path).items()
+            f"{path.relative_to(root)}: {word}"
+            for path, text in read_texts(root).items()
             if path.name != ".copier-answers.yml"
             for word in words
             if re.search(word, text, 0 if word.lower() != word else re.IGNORECASE)
         ]
         assert found == []
+
+
+class TestCopy:
+    """What the copy-time tasks write, and the installed package's settings."""
 
     def test_secrets_stay_out_of_git_and_answers(self, project: Project) -> None:
         env_file = project.path / ".env"
@@ -208,10 +226,10 @@ class TestRendering:
             if line != template
         }
         generated |= dict(line.split("=", 1) for line in stack_lines if "=" in line)
-        secrets = ["JWT_SECRET_KEY"] if project["auth"] in ("jwt", "jwt_api_key") else []
-        if project.variant.has("backups", "yes"):
+        secrets = ["JWT_SECRET_KEY"] if project.named("has_users") else []
+        if project.named("has_backups"):
             secrets.append("BACKUP_SIGNING_KEY")
-        if project.variant.has("deployment", "compose") and project["database"] == "postgresql":
+        if project.named("has_compose") and project["database"] == "postgresql":
             secrets.append("POSTGRES_PASSWORD")
         assert sorted(generated) == sorted(secrets)
         answers = (project.path / ".copier-answers.yml").read_text()
@@ -223,7 +241,7 @@ class TestRendering:
         assert ignored.returncode == 0, ".env must be git-ignored"
         kept = subprocess.run(["git", "check-ignore", "-q", ".env.example"], cwd=project.path)
         assert kept.returncode == 1, ".env.example must be committed"
-        if project.variant.has("backups", "yes"):
+        if project.named("has_backups"):
             # The default BACKUP_TARGET: dumps of every table, never committed nor built in.
             dump = "backups/x-20261130T231500Z.dump"
             ignored = subprocess.run(["git", "check-ignore", "-q", dump], cwd=project.path)
@@ -264,7 +282,7 @@ class TestQuality:
         result = make(project, "check", {"MYPY_CACHE_DIR": str(mypy_cache)})
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
         assert "Success: no issues found" in result.stdout
-        if project.variant.has("observability", "prometheus"):
+        if project.named("has_metrics"):
             if os.environ.get("CI") or shutil.which("promtool"):
                 assert "SUCCESS" in result.stdout  # promtool test rules
             else:
@@ -299,7 +317,7 @@ class TestQuality:
         # test_container.py hold every variant's deeper checks).
         result = make(project, "check-deploy", {})
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-        overlays = 2 if project.variant.has("deployment", "kubernetes") else 0
+        overlays = 2 if project.named("has_kubernetes") else 0
         assert result.stdout.count("==> deploy/kubernetes/overlays/") == overlays
 
     def test_make_test(self, project: Project, service_env: dict[str, str]) -> None:
@@ -406,13 +424,22 @@ def service_env(project: Project, database_env: dict[str, str]) -> Iterator[dict
         unavailable(f"Redis: {error}")
 
 
-class TestBoot:
-    def test_probes_over_http(
-        self,
-        project: Project,
-        service_env: dict[str, str],
-        record_property: Callable[[str, object], None],
-    ) -> None:
+@dataclass
+class Served:
+    """One variant's service, booted once for TestServing, with an admin's request headers
+    (none without a database) and a client sending its request head slowly since the boot."""
+
+    service: Service
+    headers: dict[str, str]
+    slow_head: SlowHead
+
+
+class TestServing:
+    """The booted service over HTTP and raw sockets: one process per variant for the whole
+    class (its tests run in this order; the last one stops it)."""
+
+    @pytest.fixture(scope="class")
+    def served(self, project: Project, service_env: dict[str, str]) -> Iterator[Served]:
         env = {**service_env, **BOOT_ENV, **UNLIMITED_ENV, **BODY_TIMEOUT_ENV}
         with (
             auth_boot_env(project) as auth_env,
@@ -420,23 +447,45 @@ class TestBoot:
         ):
             slow_head = SlowHead(service)
             slow_head.start()
-            check_probes(service, project)
-            headers = {}
-            if project["database"] != "none":
-                headers = credentials(project, service)
-                check_items(service, headers)
-                check_slow_body(service, headers)
-            record_property("schemathesis", check_no_server_error(service, headers))
-            check_head_bounds(service)
-            check_protocol_answers(service)
-            slow_head.join(20)
-            code = service.stop(signal.SIGTERM)
-        # A head still incomplete 10 s after the connection opened is cut off with 408.
-        assert slow_head.answer.startswith(b"HTTP/1.1 408 "), slow_head.answer[:200]
-        assert 9.5 <= slow_head.elapsed <= 13, slow_head.elapsed
-        assert code == 0, service.output
-        assert "Traceback" not in service.output
+            headers = credentials(project, service) if project.named("has_db") else {}
+            yield Served(service, headers, slow_head)
 
+    def test_probes_headers_and_problems(self, project: Project, served: Served) -> None:
+        check_probes(served.service, project)
+
+    @pytest.mark.variants(lambda v: v.named("has_db"))
+    def test_items_over_http(self, served: Served) -> None:
+        check_items(served.service, served.headers)
+
+    @pytest.mark.variants(lambda v: v.named("has_db"))
+    def test_a_slow_body_is_answered_408(self, served: Served) -> None:
+        check_slow_body(served.service, served.headers)
+
+    def test_no_operation_answers_a_server_error(
+        self, served: Served, record_property: Callable[[str, object], None]
+    ) -> None:
+        record_property("schemathesis", check_no_server_error(served.service, served.headers))
+
+    def test_request_heads_are_bounded(self, served: Served) -> None:
+        check_head_bounds(served.service)
+
+    def test_malformed_and_unusual_requests_are_answered(self, served: Served) -> None:
+        check_protocol_answers(served.service)
+
+    def test_a_slow_head_is_cut_off_with_408(self, served: Served) -> None:
+        """A head still incomplete 10 s after the connection opened is cut off with 408."""
+        served.slow_head.join(20)
+        answer, elapsed = served.slow_head.answer, served.slow_head.elapsed
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert 9.5 <= elapsed <= 13, elapsed
+
+    def test_sigterm_stops_it_cleanly(self, served: Served) -> None:
+        code = served.service.stop(signal.SIGTERM)
+        assert code == 0, served.service.output
+        assert "Traceback" not in served.service.output
+
+
+class TestBoot:
     def test_sigterm_drains_then_finishes_the_in_flight_request(
         self, project: Project, service_env: dict[str, str]
     ) -> None:
@@ -446,7 +495,7 @@ class TestBoot:
             serving(project.path, project.slug, {**env, **auth_env}) as service,
         ):
             assert client_seen(service, forwarded_for="203.0.113.9") == "203.0.113.9"
-            headers = credentials(project, service) if project["database"] != "none" else {}
+            headers = credentials(project, service) if project.named("has_db") else {}
             slow = SlowRequest(service, project, headers)
             slow.start()
             slow.in_flight.wait(10)
@@ -469,7 +518,7 @@ class TestBoot:
         events = [line.get("event") for line in service.logs()]
         assert "shutdown.draining" in events
         assert events.index("shutdown.draining") < events.index("shutdown.complete")
-        if project["database"] != "none":
+        if project.named("has_db"):
             assert events.index("database.closed") < events.index("shutdown.complete")
         assert elapsed >= 1.5, "the drain period was skipped"
 
@@ -510,7 +559,7 @@ class SlowRequest(threading.Thread):
         super().__init__(daemon=True)
         self.service = service
         self.headers = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        self.upload = project["database"] != "none"
+        self.upload = project.named("has_db")
         self.expected = "HTTP/1.1 201" if self.upload else "HTTP/1.1 200"
         self.in_flight = threading.Event()
         self.outcome: str | None = None
@@ -568,7 +617,7 @@ def check_probes(service: Service, project: Project) -> None:
 
     ready = httpx.get(f"{base}/health/ready").json()
     assert ready["status"] == "ok"
-    if project["database"] != "none":
+    if project.named("has_db"):
         assert ready["checks"]["database"]["status"] == "ok"
     if project["rate_limiter"] == "redis":
         assert ready["checks"]["redis"]["status"] == "ok"
@@ -576,7 +625,7 @@ def check_probes(service: Service, project: Project) -> None:
 
     info = httpx.get(f"{base}/api/v1/info")
     assert info.status_code == 200 and info.json()["version"], info.text
-    limited = project["rate_limiter"] != "none"
+    limited = project.named("has_limiter")
     assert ("ratelimit-policy" in info.headers) == limited
     assert ("ratelimit" in live.headers) is False
 

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import jinja2
-from harness import choices, copier_questions
+from harness import choices, copier_questions, named_conditions
 
 Answer = str | list[str] | bool
 
@@ -64,6 +64,33 @@ class Variant:
         if isinstance(answer, list):
             return any(value in answer for value in values)
         return answer in values
+
+    def named(self, name: str) -> bool:
+        """copier.yml's named condition `name` (`has_users`, `has_db`, ...) for this variant,
+        evaluated from its expression there, as copier evaluates it when rendering."""
+        return self.conditions[name]
+
+    @cached_property
+    def answers_as_copier_has_them(self) -> dict[str, Any]:
+        """Every multiple-choice and yes/no answer as copier's templates see it (a yes/no
+        answer is a bool, a multiselect answer a list)."""
+        return {
+            key: value == "yes" if is_yes_no(copier_questions()[key]) else value
+            for key, value in self.resolved.items()
+            if ":" not in key
+        }
+
+    @cached_property
+    def conditions(self) -> dict[str, bool]:
+        """Every named condition of copier.yml, evaluated on this variant's answers in
+        copier.yml's order (a name may use the names above it)."""
+        values: dict[str, bool] = {}
+        for name, expression in named_conditions().items():
+            context = {**self.answers_as_copier_has_them, **values}
+            rendered = jinja2.Template(expression).render(**context)
+            assert rendered in {"True", "False"}, f"{self.id}: {name} renders {rendered!r}"
+            values[name] = rendered == "True"
+        return values
 
 
 # One row per variant after the default one: its answer to every multiple-choice question
