@@ -10,6 +10,9 @@ default, a fresh PostgreSQL database for all-on), and runs `items_inprocess.py c
 DSN (a closed local port: no event is sent on a read that succeeds), no OTLP endpoint (spans
 are recorded and dropped, as when no collector is set) and the sampling of its `.env`
 (`OTEL_TRACES_SAMPLER_ARG=0.1`) unless `--env` says otherwise. Access lines go to /dev/null.
+Both read users' roles once a minute (`USER_CACHE_SECONDS=60`): under valgrind a run lasts
+minutes, and with the default 5 s the share of reads that miss the cache would follow the
+machine's load.
 
     .venv/bin/python bench/all_options_read.py [--project PATH] [--all-on PATH] [--keep]
         [--n1 100] [--n2 400] [--env KEY=VALUE ...] [--only default|all-on]
@@ -89,6 +92,7 @@ def environment(project: Path, pycache: Path, extra: dict[str, str]) -> dict[str
             "JWT_SECRET_KEY": secrets.token_urlsafe(48),
             "BACKUP_SIGNING_KEY": secrets.token_urlsafe(48),
             "PYTHONPYCACHEPREFIX": str(pycache),
+            "USER_CACHE_SECONDS": "60",
         }
     )
     env.update(extra)
