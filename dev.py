@@ -156,6 +156,7 @@ BENCHMARKS = {
     "instructions": "instructions.py",
     "http-protocol": "http_protocol.py",
     "startup": "startup.py",
+    "all-options-read": "all_options_read.py",
     "items-sync": "items_sync_probe.py",
     "rate-limit": "rate_limit.py",
     "observability": "observability.py",

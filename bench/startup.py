@@ -2,7 +2,7 @@
 the memory of a multi-worker `serve`, beside bare FastAPI.
 
 Start-up is what a scale-out, a crash restart and every command of the service's CLI pay.
-Three measurements, each printed with its ratio to the reference measured in the same run:
+Four measurements, each printed with its ratio to the reference measured in the same run:
 
 - import + build: a fresh interpreter imports the app and builds it (`create_app()`; for
   bare FastAPI, `bench/bare_app.py`, whose import builds its one-route app). Counted by
@@ -15,7 +15,10 @@ Three measurements, each printed with its ratio to the reference measured in the
   FastAPI under uvicorn's CLI with the service's settings: its only route, `/health/live`),
   wall time, median of interleaved rounds;
 - memory: `serve --workers 2` of the default answers, the RSS of the supervising process and
-  of each worker once the service is ready (`/proc/PID/status`, VmRSS).
+  of each worker once the service is ready (`/proc/PID/status`, VmRSS);
+- the application environment of the image: what the Dockerfile's build stage installs
+  (`uv sync --locked --no-dev --no-editable`, bytecode compiled) for the default answers,
+  without and with the `s3` extra, in MB (`du -sm`).
 
 Every project is installed as the image installs it (`uv sync --locked --no-dev`), with a
 private bytecode cache filled by a first run (the image compiles bytecode at build time), and
@@ -53,6 +56,7 @@ from variants import VARIANTS  # noqa: E402
 
 TARGETS = {"default/bare import": 2.0, "all-on/bare import": 2.5, "default/bare ready": 1.5}
 TARGET_SUPERVISOR_MB = 40
+TARGET_ENVIRONMENT_MB = 90
 PYTHON_VERSION = "3.12"
 BUILD_SERVICE = "from {package}.main import create_app; create_app()"
 BUILD_BARE = "import bare_app"
@@ -196,6 +200,20 @@ def ready_time(command: list[str], path: str, env: dict[str, str], cwd: Path) ->
         stop(process)
 
 
+def environment_mb(project: Path, extras: list[str]) -> int:
+    """The size of the image's application environment, installed as its build stage does."""
+    with tempfile.TemporaryDirectory(prefix="chf-startup-env-") as target:
+        env = {**harness.uv_env(), "UV_COMPILE_BYTECODE": "1", "UV_PROJECT_ENVIRONMENT": target}
+        subprocess.run(
+            [harness.tool("uv"), "sync", "--quiet", "--locked", "--no-dev", "--no-editable",
+             *(f"--extra={extra}" for extra in extras),
+             "--python", harness.find_python(PYTHON_VERSION)],
+            cwd=project, env=env, check=True, timeout=900,
+        )  # fmt: skip
+        du = subprocess.run(["du", "-sm", target], capture_output=True, text=True, check=True)
+        return int(du.stdout.split()[0])
+
+
 def rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     found = re.search(r"VmRSS:\s+(\d+) kB", status)
@@ -324,6 +342,14 @@ def main(argv: list[str] | None = None) -> int:
         for number, worker in enumerate(workers, 1):
             print(f"  worker {number}     {worker:6.1f} MB")
 
+        print("\napplication environment of the image, default answers (du -sm)")
+        sizes = {
+            "no extra": environment_mb(default, []),
+            "s3 extra": environment_mb(default, ["s3"]),
+        }
+        for name, size in sizes.items():
+            print(f"  {name:12} {size:6d} MB")
+
         net = {name: counts[name] - counts["interpreter"] for name in subjects}
         print("\nratios (this run)")
         ratios = {
@@ -342,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
             f"all-on/bare {medians['all-on'] / medians['bare']:.2f}"
         )
         print(f"  supervisor RSS {supervisor:.1f} MB (target <= {TARGET_SUPERVISOR_MB})")
+        print(
+            f"  application environment {sizes['no extra']} MB (target <= {TARGET_ENVIRONMENT_MB})"
+        )
         print(f"  load at the end {load()}")
     return 0
 
