@@ -6,7 +6,7 @@ graceful shutdown runs: it stops accepting connections, lets in-flight requests 
 to `GRACEFUL_SHUTDOWN_TIMEOUT`), then the lifespan closes every resource and the process
 exits 0. A second SIGTERM, or SIGINT (Ctrl+C), skips the drain.
 
-The parts of the service (the database, clients, caches) add the resources they need with
+The parts of the service (connection pools, clients, caches) add the resources they need with
 `open_at_startup`; the lifespan opens them in that order and closes them in reverse.
 """
 
