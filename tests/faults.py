@@ -306,7 +306,8 @@ def project_timing(project: Path) -> Timing:
 
 class HAProxy:
     """Debian's haproxy in front of `ports`, checking /health/ready every `period` seconds and
-    taking a server out after `failures` failed checks (in after two good ones)."""
+    taking a server out after `failures` failed checks and in after one good one (as a
+    Kubernetes readinessProbe with its default successThreshold)."""
 
     def __init__(self, ports: list[int], period: float, failures: int) -> None:
         self.port, self.stats_port = free_port(), free_port()
@@ -333,7 +334,7 @@ backend replicas
     balance roundrobin
     option httpchk GET /health/ready
     http-check expect status 200
-    default-server inter {int(period * 1000)}ms fall {failures} rise 2
+    default-server inter {int(period * 1000)}ms fall {failures} rise 1
 {servers}
 frontend stats
     bind 127.0.0.1:{self.stats_port}
