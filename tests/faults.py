@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import yaml
-from harness import Service, free_port, service_env
+from harness import Service, copier_questions, free_port, service_env
 
 ITEMS = "/api/v1/items"
 
@@ -248,8 +248,10 @@ class Timing:
     # file on a volume): that pod is replaced with a gap by design.
     max_unavailable: object
     max_surge: object
-    # Seconds for kube-proxy (or a load balancer) to act on a failed probe.
-    endpoint_lag: float = 1.0
+    # Seconds for kube-proxy (or a load balancer) to act on a failed probe (copier.yml).
+    endpoint_lag: float = field(
+        default_factory=lambda: float(copier_questions()["endpoint_lag_seconds"]["default"])
+    )
 
     @property
     def unready_after(self) -> float:
