@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,10 +226,11 @@ class Replica:
 @contextmanager
 def replicas(project: Path, slug: str, env: dict[str, str], count: int) -> Iterator[list[Replica]]:
     """`count` replicas; whatever the list holds at the end (replacements too) is killed."""
-    started: list[Replica] = []
+    started = [Replica(project, slug, env) for _ in range(count)]
     try:
-        for _ in range(count):
-            started.append(Replica(project, slug, env).start())
+        # Booted together, as the pods of a Deployment are.
+        with ThreadPoolExecutor(count) as pool:
+            list(pool.map(Replica.start, started))
         yield started
     finally:
         for replica in started:

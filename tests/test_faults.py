@@ -145,7 +145,8 @@ def test_rolling_restart_behind_haproxy_fails_no_request(
         haproxy([replica.port for replica in running], timing.period, timing.failures) as proxy,
     ):
         proxy.wait_until_up(2)
-        load = Load(proxy.url, credentials(project, running[0].service))
+        # A steady load that leaves the machine's CPU to the replicas that boot meanwhile.
+        load = Load(proxy.url, credentials(project, running[0].service), pause=0.05)
         load.start()
         try:
             load.wait_for(60)
