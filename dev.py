@@ -7,6 +7,9 @@
     python3 dev.py render-all DIR
                             render every declared variant into DIR/<variant id>, so linters,
                             duplicate checks and readers can look at real files
+    python3 dev.py feature-map
+                            write docs/feature-map.md: the files and named conditions each
+                            answer of copier.yml switches on
     python3 dev.py tag-releases
                             tag each release of releases.toml in this clone (needs only git)
 
@@ -292,7 +295,8 @@ def tag_releases(extra: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "bench", "render-all", "tag-releases"}:
+    commands = {"demo", "test", "bench", "render-all", "feature-map", "tag-releases"}
+    if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         return 2
     os.chdir(ROOT)
@@ -308,6 +312,11 @@ def main(argv: list[str]) -> int:
         return bench(argv[1:])
     if argv[0] == "render-all":
         return render_all(argv[1:])
+    if argv[0] == "feature-map":
+        sys.path.insert(0, str(ROOT / "tests"))
+        from feature_map import main as write_feature_map
+
+        return write_feature_map()
     return test(argv[1:])
 
 

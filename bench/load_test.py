@@ -1,11 +1,11 @@
 """Load test figures of the default service: the generated `loadtests/locustfile.py` (Locust)
-run headless against the booted default variant, as its README says.
+run headless against the booted default variant, as its docs/operations.md says.
 
 The default answers (SQLite, JWT, memory limiter with limits no request reaches, Prometheus),
 one uvicorn worker; Locust on the same machine ramps to `--users` users (5 a second), each
 logging in once and then listing, reading and creating items with 0.5-2 s of think time.
 It prints requests per second, failures and the 50/95/99th percentiles per route, and the
-service level objectives of the generated README beside them. Nothing is asserted.
+service level objectives of the generated docs/operations.md beside them. Nothing is asserted.
 
     .venv/bin/python bench/load_test.py [--users 20] [--seconds 60]
 """

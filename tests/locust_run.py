@@ -1,5 +1,5 @@
 """Run the generated project's load test (`loadtests/locustfile.py`) headless against a booted
-service, as its README says, and read Locust's CSV report. Used by test_loadtest.py and
+service, as its docs/operations.md says, and read Locust's CSV report. Used by test_loadtest.py and
 bench/load_test.py."""
 
 from __future__ import annotations

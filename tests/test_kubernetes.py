@@ -598,11 +598,10 @@ def test_manifests_reflect_the_answers(variant: Variant, built: dict[str, Built]
 
 
 @parametrize_variants
-def test_readme_says_how_to_deploy(variant: Variant, built: dict[str, Built]) -> None:
-    readme = (built[variant.id].project / "README.md").read_text(encoding="utf-8")
+def test_docs_say_how_to_deploy(variant: Variant, built: dict[str, Built]) -> None:
+    page = (built[variant.id].project / "docs" / "kubernetes.md").read_text(encoding="utf-8")
     slug = slug_of(built[variant.id])
-    section = readme.split("\n## Kubernetes\n", 1)[1].split("\n## ", 1)[0]
-    commands = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = page.split("```sh\n", 1)[1].split("```", 1)[0]
     assert "kubectl apply -k deploy/kubernetes/overlays/staging" in commands
     # The Secret with exactly the keys the pods read.
     keys = expected_secret_keys(variant)
@@ -613,8 +612,8 @@ def test_readme_says_how_to_deploy(variant: Variant, built: dict[str, Built]) ->
     }
     assert literals == keys
     assert (f"create secret generic {slug}-secrets" in commands) == bool(keys)
-    assert ("per pod" in section) == variant.has("rate_limiter", "memory")
-    assert ("init container" in section) == (not variant.has("database", "none"))
+    assert ("per pod" in page) == variant.has("rate_limiter", "memory")
+    assert ("init container" in page) == (not variant.has("database", "none"))
 
 
 BACKUP_VARIANTS = [v for v in KUBERNETES_VARIANTS if v.has("backups", "yes")]
@@ -711,15 +710,16 @@ def test_backup_cronjob_follows_the_answers(variant: Variant, built: dict[str, B
 
 
 @pytest.mark.parametrize("variant", BACKUP_VARIANTS, ids=[v.id for v in BACKUP_VARIANTS])
-def test_readme_restore_patch_turns_the_cronjob_into_a_restore_job(
+def test_docs_restore_patch_turns_the_cronjob_into_a_restore_job(
     variant: Variant, built: dict[str, Built], tmp_path: Path
 ) -> None:
-    """The README's restore command patches a Job made from the CronJob (`kubectl create job
-    --from` copies its jobTemplate): applied offline with `kubectl patch --local`, the Job runs
-    `backup restore` alone, and with SQLite no longer waits for the service's pod."""
-    readme = (built[variant.id].project / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Backup operations\n", 1)[1].split("\n## ", 1)[0]
-    patch = section.split("--type=json -o json --patch '", 1)[1].split("'", 1)[0]
+    """The restore command of docs/kubernetes-backups.md patches a Job made from the CronJob
+    (`kubectl create job --from` copies its jobTemplate): applied offline with `kubectl patch
+    --local`, the Job runs `backup restore` alone, and with SQLite no longer waits for the
+    service's pod."""
+    docs = built[variant.id].project / "docs"
+    page = (docs / "kubernetes-backups.md").read_text(encoding="utf-8")
+    patch = page.split("--type=json -o json --patch '", 1)[1].split("'", 1)[0]
     documents = built[variant.id].documents("staging")
     (cronjob,) = by_kind(documents, "CronJob")
     job = {

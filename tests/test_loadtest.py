@@ -15,7 +15,7 @@ from locust_run import UNLIMITED, run_locust
 pytestmark = pytest.mark.variant
 
 RUN_SECONDS = 30
-# Loose on purpose: this machine runs other tests beside it. The SLO (README) is 500 ms.
+# Loose on purpose: this machine runs other tests beside it. The SLO (docs/operations.md) is 500 ms.
 P99_BOUND_MS = 2000
 ITEM_ROUTES = ["GET /api/v1/items", "GET /api/v1/items/{item_id}", "POST /api/v1/items"]
 

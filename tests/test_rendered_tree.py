@@ -115,3 +115,66 @@ def test_runbook_index_links_every_runbook(rendered: dict[str, Path]) -> None:
                 assert (folder / page).parent.joinpath(target).resolve().exists(), (
                     f"{variant_id}: {page} links to {target}"
                 )
+
+
+# A Markdown link `[text](target)`; the target's path part and its `#fragment`.
+MARKDOWN_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub and GitLab give a page's headings: lower case, punctuation other
+    than `-` and `_` dropped, spaces as `-` (fenced code skipped: its `#` lines are comments)."""
+    anchors = set()
+    fenced = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (heading := re.match(r"#{1,6} (.+)", line)):
+            text = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def broken_links(root: Path) -> list[str]:
+    """Relative links of every Markdown file under `root` whose file, or heading, is not
+    there."""
+    broken = []
+    for page in sorted(root.rglob("*.md")):
+        if ".venv" in page.parts:
+            continue
+        for target in MARKDOWN_LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            path, _, fragment = target.partition("#")
+            linked = page.parent.joinpath(path).resolve() if path else page
+            where = f"{page.relative_to(root)} -> {target}"
+            if not linked.exists():
+                broken.append(f"{where}: no such file")
+            elif fragment and fragment not in heading_anchors(linked.read_text(encoding="utf-8")):
+                broken.append(f"{where}: no such heading")
+    return broken
+
+
+def test_broken_links_are_found(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(
+        "# Service\n\n[ok](docs/page.md#what-production-refuses) [web](https://example.com)\n"
+        "[missing](docs/gone.md) [heading](docs/page.md#nowhere)\n"
+    )
+    (tmp_path / "docs" / "page.md").write_text(
+        "# Page\n\n## What production refuses\n\n```sh\n# not a heading\n```\n[up](../README.md)\n"
+    )
+    assert broken_links(tmp_path) == [
+        "README.md -> docs/gone.md: no such file",
+        "README.md -> docs/page.md#nowhere: no such heading",
+    ]
+
+
+def test_every_relative_link_of_every_page_resolves(rendered: dict[str, Path]) -> None:
+    broken = {variant_id: broken_links(root) for variant_id, root in rendered.items()}
+    assert {variant_id: links for variant_id, links in broken.items() if links} == {}
+    for variant_id, root in rendered.items():
+        # The README's table lists every page of docs/ (the runbooks have their own index).
+        listed = re.findall(r"\]\(docs/([^)/#]+)\)", (root / "README.md").read_text())
+        pages = [path.name for path in (root / "docs").glob("*.md")]
+        assert sorted(listed) == sorted(pages), variant_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+import feature_map
 import jinja2
 import pytest
 from harness import ROOT, choices, copier_questions, named_conditions
@@ -90,3 +91,31 @@ def test_multiselect_options_are_named() -> None:
     expressions = " ".join(named_conditions().values())
     for option in choices("observability"):
         assert f"'{option}' in observability" in expressions, option
+
+
+# A file with more branches than this is a hub every new choice has to edit: split it into a
+# module (or page) per choice with a conditional name, or give the choices one interface.
+MAX_IF_TAGS = 12
+IF_TAG = re.compile(r"\{%-?\s*if\b")
+
+
+def if_tags(text: str) -> int:
+    return len(IF_TAG.findall(text))
+
+
+def test_no_template_file_branches_more_than_the_cap() -> None:
+    counts = {where: if_tags(text) for where, text in template_sources()}
+    over = {where: count for where, count in counts.items() if count > MAX_IF_TAGS}
+    assert over == {}, f"more than {MAX_IF_TAGS} `{{% if` tags: {over}"
+
+
+def test_the_cap_counts_every_if_tag_and_nothing_else() -> None:
+    text = "{% if a %}x{% elif b %}y{%- if c -%}z{% endif %}{% endif %}{{ 'w' if d }}{%if e%}"
+    assert if_tags(text) == 3
+
+
+def test_the_feature_map_says_what_the_template_does() -> None:
+    committed = feature_map.PAGE.read_text() if feature_map.PAGE.exists() else ""
+    assert committed == feature_map.render(), (
+        "docs/feature-map.md is out of date: run `python3 dev.py feature-map` and commit it"
+    )

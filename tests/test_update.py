@@ -8,15 +8,17 @@ tags: they copy this checkout (uncommitted changes committed there), tag the rel
 1. copies a project at an old release (pytest-copie's `copie.copy(..., vcs_ref=...)`), commits it,
    installs it, migrates it and stores data through its own HTTP API;
 2. makes the edits a team typically makes (a new route module and its registration, a changed
-   setting default, a README paragraph, an extra dependency) and commits them;
+   setting default, a README paragraph, a note under the README's "Notes for this service"
+   where it has that section, an extra dependency) and commits them;
 3. updates to the next version (`copie.update`), then checks that the edits are all there, no
    conflict marker is left, `.env` only gained keys, the files are exactly those of a fresh copy
    of the next version with the same edits, and the updated project installs, migrates, boots
    and still serves the data stored before the update; on the longest jump of each project
    kind it also passes its own tests.
 
-The same-line conflict and the relative template path are tested through the `copier` CLI,
-with the commands of the README's upgrade guide.
+A later release that adds a README section is made in a copy of the repository: the team's
+note at the README's end meets no conflict. The same-line conflict and the relative template
+path are tested through the `copier` CLI, with the commands of the README's upgrade guide.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ async def greet() -> dict[str, str]:
 # The generated project's own check for conflict markers (run without its conftest, uninstalled).
 CHECK = ["tests/test_repository.py"]
 README_PARAGRAPH = "Owned by the payments team; page #payments-oncall out of hours."
+# The README's last section, which the template never writes below, and a team's note there.
+NOTES_HEADING = "## Notes for this service"
+TEAM_NOTE = "Releases go out with the payments train; ask #payments-release before a deploy."
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -240,7 +245,9 @@ def store_item(project: Project, env: dict[str, str]) -> str | None:
     return name
 
 
-def edit_like_a_team(project: Path, package: str) -> None:
+def edit_like_a_team(project: Path, package: str, note: bool | None = None) -> bool:
+    """The team's edits; whether a note was appended to the README (by default when it has
+    the notes section, which releases before it lack)."""
     (project / "src" / package / "greetings.py").write_text(ROUTE_MODULE)
     main = project / "src" / package / "main.py"
     text = main.read_text()
@@ -257,6 +264,10 @@ def edit_like_a_team(project: Path, package: str) -> None:
     readme = project / "README.md"
     lines = readme.read_text().splitlines(keepends=True)
     readme.write_text("".join([*lines[:2], f"{README_PARAGRAPH}\n\n", *lines[2:]]))
+    if note is None:
+        note = NOTES_HEADING in readme.read_text()
+    if note:
+        readme.write_text(f"{readme.read_text()}\n{TEAM_NOTE}\n")
     pyproject = project / "pyproject.toml"
     pyproject.write_text(
         pyproject.read_text().replace(
@@ -265,6 +276,7 @@ def edit_like_a_team(project: Path, package: str) -> None:
     )
     assert "greetings_router" in main.read_text() and "2_097_152" in settings.read_text()
     assert "humanize" in pyproject.read_text()
+    return note
 
 
 def recorded_version(project: Path) -> str:
@@ -298,13 +310,16 @@ def keep_both_sides(path: Path) -> None:
 NOT_RENDERED = {".env", "uv.lock", ".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache"}
 
 
-def differences_from_a_fresh_copy(updated: Project, template_repo: Path, copie: Copie) -> list[str]:
+def differences_from_a_fresh_copy(
+    updated: Project, template_repo: Path, copie: Copie, noted: bool, version: str = NEXT
+) -> list[str]:
     """The files of the updated project that differ from a fresh copy of the new version with
-    the same answers and the team's edits: [] when the update merged everything right."""
+    the same answers and the team's edits (`noted`: the README note among them): [] when the
+    update merged everything right."""
     answers = {key: value for key, value in updated.answers.items() if not key.startswith("_")}
-    fresh = copie.copy(extra_answers=answers, template_dir=template_repo, vcs_ref=NEXT)
+    fresh = copie.copy(extra_answers=answers, template_dir=template_repo, vcs_ref=version)
     assert fresh.exception is None and fresh.project_dir is not None, fresh.exception
-    edit_like_a_team(fresh.project_dir, updated.package)
+    edit_like_a_team(fresh.project_dir, updated.package, note=noted)
 
     def files(root: Path) -> dict[str, bytes]:
         return {
@@ -355,7 +370,7 @@ def test_update_keeps_edits_env_and_data(
         migrate(old, env)
         stored = store_item(old, env)
 
-        edit_like_a_team(old.path, old.package)
+        noted = edit_like_a_team(old.path, old.package)
         commit_all(old.path, "the team's own changes")
 
         updated = project_of(
@@ -376,7 +391,9 @@ def test_update_keeps_edits_env_and_data(
         assert (package / "greetings.py").read_text() == ROUTE_MODULE
         assert "app.include_router(greetings_router)" in (package / "main.py").read_text()
         assert "default=2_097_152" in (package / "settings.py").read_text()
-        assert README_PARAGRAPH in (updated.path / "README.md").read_text()
+        readme = (updated.path / "README.md").read_text()
+        assert README_PARAGRAPH in readme
+        assert readme.endswith(f"{TEAM_NOTE}\n") == noted
         assert '"humanize>=4.9"' in (updated.path / "pyproject.toml").read_text()
         env_after = (updated.path / ".env").read_text()
         assert env_after.startswith(env_before), ".env lines may only be added"
@@ -400,7 +417,7 @@ def test_update_keeps_edits_env_and_data(
             expected.append("POSTGRES_PASSWORD")
         assert added == expected
 
-        assert differences_from_a_fresh_copy(updated, template_repo, copie) == []
+        assert differences_from_a_fresh_copy(updated, template_repo, copie, noted) == []
 
         install(updated.path, str(updated["python_version"]))
         migrate(updated, env)
@@ -421,6 +438,48 @@ def test_update_keeps_edits_env_and_data(
         )
         assert second.exception is None, second.exception
         assert (updated.path / ".env").read_text() == env_after, "a second update adds nothing"
+
+
+# A release after the current work, made only in a copy of the repository (the other tests
+# take the newest release of template_repo, which must stay NEXT).
+LATER = "99.0.0"
+LATER_SECTION = "## A section of a later release\n\nWhat the later release documents.\n\n"
+
+
+@pytest.fixture(scope="module")
+def later_template_repo(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """template_repo (its tags included) with one more release, LATER, whose README gains a
+    section right above the notes section, where a release adds one."""
+    repo = tmp_path_factory.mktemp("later") / "copier-hardened-fastapi"
+    git(template_repo.parent, "clone", "--quiet", str(template_repo), str(repo))
+    readme = repo / "template" / "README.md.jinja"
+    text = readme.read_text()
+    assert text.count(NOTES_HEADING) == 1, "the README template has no notes section"
+    readme.write_text(text.replace(NOTES_HEADING, LATER_SECTION + NOTES_HEADING))
+    git(repo, "commit", "--quiet", "--all", "--no-verify", "-m", "a README section")
+    git(repo, "tag", LATER)
+    return repo
+
+
+def test_notes_at_the_readme_end_meet_no_section_a_release_adds(
+    later_template_repo: Path, copie: Copie
+) -> None:
+    copied = copie.copy(template_dir=later_template_repo, vcs_ref=NEXT)
+    assert copied.exception is None and copied.project_dir is not None, copied.exception
+    project = Project(Variant("default"), copied.project_dir, dict(copied.answers))
+    commit_all(project.path, f"generated at {NEXT}")
+    assert edit_like_a_team(project.path, project.package), "the notes section is missing"
+    commit_all(project.path, "the team's own changes")
+
+    updated = copie.update(Result(project_dir=project.path, answers=project.answers), vcs_ref=LATER)
+    assert updated.exception is None, updated.exception
+    assert recorded_version(project.path) == LATER
+    assert conflict_markers(project.path) == []
+    readme = (project.path / "README.md").read_text()
+    assert readme.endswith(f"{TEAM_NOTE}\n")
+    assert README_PARAGRAPH in readme
+    assert LATER_SECTION + NOTES_HEADING in readme
+    assert differences_from_a_fresh_copy(project, later_template_repo, copie, True, LATER) == []
 
 
 def changed_line(template_repo: Path, copie: Copie) -> tuple[str, str]:
@@ -551,7 +610,11 @@ def test_the_readme_update_commands_work_in_a_fresh_clone_without_tags(
     output = run_as_written(plain, project)
     assert "No git tags found" not in output
     assert recorded_version(project) == NEXT, "the plain update takes the newest release"
-    assert f"copier-hardened-fastapi\n{NEXT};" in (project / "README.md").read_text()
+    # The clone tags NEXT where releases.toml first lists it, which may come before the
+    # README's update guide became docs/updating.md.
+    guide = project / "docs" / "updating.md"
+    text = (guide if guide.exists() else project / "README.md").read_text()
+    assert f"copier-hardened-fastapi\n{NEXT};" in text
     assert conflict_markers(project) == []
 
 

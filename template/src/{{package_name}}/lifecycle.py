@@ -5,23 +5,36 @@ traffic, while requests keep being served. After `SHUTDOWN_DRAIN_SECONDS` uvicor
 graceful shutdown runs: it stops accepting connections, lets in-flight requests finish (up
 to `GRACEFUL_SHUTDOWN_TIMEOUT`), then the lifespan closes every resource and the process
 exits 0. A second SIGTERM, or SIGINT (Ctrl+C), skips the drain.
+
+The parts of the service (the database, clients, caches) add the resources they need with
+`open_at_startup`; the lifespan opens them in that order and closes them in reverse.
 """
 
 import asyncio
 import signal
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from types import FrameType
 
 import structlog
 
 logger = structlog.get_logger(__name__)
 
+# A resource a part needs while the service runs: opened at startup, closed at shutdown.
+Resource = Callable[[], AbstractAsyncContextManager[object]]
+
 
 @dataclass
 class Lifecycle:
     started: bool = False
     draining: bool = False
+    resources: list[Resource] = field(default_factory=list)
+
+    def open_at_startup(self, resource: Resource) -> None:
+        """Open `resource` at startup after those added before it; close it before them."""
+        self.resources.append(resource)
 
     def drain_on_sigterm(self, seconds: float) -> None:
         """Wrap the server's SIGTERM handler so that a drain period comes first.

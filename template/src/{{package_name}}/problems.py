@@ -17,9 +17,6 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Send
 
-{% if has_db -%}
-from .db_problems import AVAILABILITY_ERRORS, database_problem
-{% endif -%}
 from .log import request_id
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -142,23 +139,6 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     )
 
 
-{%- if has_db %}
-
-
-async def _database_failed(request: Request, exc: Exception) -> Response:
-    """503 (or 507) for a database that is down, too slow or full; any other error raises on."""
-    problem = database_problem(exc)
-    if problem is None:
-        raise exc
-    headers = {"Retry-After": str(problem.retry_after)} if problem.retry_after else None
-    return problem_response(request, problem.status, problem.detail, headers=headers)
-{%- endif %}
-
-
 def install_problem_handlers(app: FastAPI) -> None:
     app.exception_handler(HTTPException)(_http_exception)
     app.exception_handler(RequestValidationError)(_validation_error)
-{%- if has_db %}
-    for error in AVAILABILITY_ERRORS:
-        app.exception_handler(error)(_database_failed)
-{%- endif %}
