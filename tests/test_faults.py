@@ -424,7 +424,7 @@ def test_sqlite_disk_full_answers_507_keeps_reads_and_recovers(
         (full_at, freed_at),
         lost=lost_writes(outcomes, env),
         recovery=first_success_after(outcomes, freed_at),
-        reads_during_fault=Counter(o.status for o in during if o.kind == "read"),
+        reads_during_fault=dict(Counter(o.status for o in during if o.kind == "read")),
     )
     record_property("faults: sqlite disk full", figures)
     assert server_errors(outcomes) == Counter(), figures
