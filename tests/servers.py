@@ -62,10 +62,47 @@ def psql(url: str, sql: str) -> str:
     return result.stdout.strip()
 
 
+@dataclass
+class PrivatePostgres:
+    """A server of its own data directory on 127.0.0.1:`port`, stopped and started at will."""
+
+    base: Path
+    port: int
+    prefix: list[str]
+
+    @property
+    def url(self) -> str:
+        """An admin URL."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        data = str(self.base / "data")
+        return subprocess.run(
+            [*self.prefix, _pg_binary("pg_ctl"), "-D", data, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        sockets = self.base / "run"
+        options = f"-p {self.port} -k {sockets} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
+        log = self.base / "log"
+        start = self._pg_ctl("-o", options, "-l", str(log), "-w", "-t", "60", "start")
+        if start.returncode != 0:
+            text = log.read_text() if log.exists() else ""
+            raise Unavailable(f"pg_ctl start failed: {start.stderr.strip()} {text[-500:]}")
+
+    def stop(self, mode: str = "fast") -> None:
+        """`fast`: open sessions are cut and the server shuts down cleanly, as in a
+        failover or a restart for maintenance; `immediate`: as in a crash."""
+        self._pg_ctl("-m", mode, "-w", "stop")
+
+
 @contextmanager
-def private_postgres() -> Iterator[str]:
-    """initdb + pg_ctl start on a free port; yields an admin URL."""
-    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+def restartable_postgres() -> Iterator[PrivatePostgres]:
+    """initdb + pg_ctl start on a free port; removed afterwards."""
+    initdb = _pg_binary("initdb")
     base = Path(tempfile.mkdtemp(prefix="chf-pg-"))
     data, sockets = base / "data", base / "run"
     sockets.mkdir()
@@ -78,7 +115,7 @@ def private_postgres() -> Iterator[str]:
         for path in (base, sockets):
             os.chown(path, account.pw_uid, account.pw_gid)
         prefix = [shutil.which("runuser") or "runuser", "-u", "postgres", "--"]
-    port = free_port()
+    server = PrivatePostgres(base, free_port(), prefix)
     try:
         init = subprocess.run(
             [*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
@@ -88,39 +125,20 @@ def private_postgres() -> Iterator[str]:
         )
         if init.returncode != 0:
             raise Unavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
-        options = f"-p {port} -k {sockets} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
-        start = subprocess.run(
-            [
-                *prefix,
-                pg_ctl,
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(base / "log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if start.returncode != 0:
-            log = (base / "log").read_text() if (base / "log").exists() else ""
-            raise Unavailable(f"pg_ctl start failed: {start.stderr.strip()} {log[-500:]}")
+        server.start()
         try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            yield server
         finally:
-            subprocess.run(
-                [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-                capture_output=True,
-                timeout=120,
-            )
+            server.stop("immediate")
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[str]:
+    """initdb + pg_ctl start on a free port; yields an admin URL."""
+    with restartable_postgres() as server:
+        yield server.url
 
 
 @contextmanager

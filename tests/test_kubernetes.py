@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from faults import timing_from
 from harness import copier_questions, tool
 from variants import VARIANTS, Variant
 
@@ -378,6 +379,20 @@ def test_probes_and_shutdown_follow_the_service_settings(
         service = one(documents, "Service")
         assert service["spec"]["ports"][0]["targetPort"] == "http"
         assert service["spec"]["selector"] == pod_labels(documents)
+
+
+@parametrize_variants
+def test_rollout_timing_leaves_no_gap(variant: Variant, built: dict[str, Built]) -> None:
+    """A draining pod leaves the endpoints before it stops serving, SIGKILL never cuts the
+    drain short, and a rolling update keeps every pod until its replacement is ready: the
+    values tests/test_faults.py proves sufficient behind a load balancer."""
+    for overlay in OVERLAYS:
+        documents = built[variant.id].documents(overlay)
+        timing = timing_from(one(documents, "Deployment"), settings(documents))
+        assert timing.gaps() == [], f"{variant.id} {overlay}"
+        questions = copier_questions()
+        assert timing.period == questions["readiness_period_seconds"]["default"]
+        assert timing.failures == questions["readiness_failure_threshold"]["default"]
 
 
 def pod_labels(documents: list[dict[str, Any]]) -> dict[str, str]:
