@@ -1,0 +1,1 @@
+"""Authentication: who is calling (the credentials `scheme.py` reads) and what they may do."""
