@@ -211,6 +211,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` (or one of its children) holds the socket listening on 127.0.0.1's
+    `port`, read from /proc (a service whose bind failed exits, but another may answer)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(f"socket:[{fields[9]}]")
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(child) for child in children.read_text().split()]
+    for owner in pids:
+        try:
+            links = {os.readlink(fd) for fd in Path(f"/proc/{owner}/fd").iterdir()}
+        except OSError:  # gone, or not ours to read
+            continue
+        if links & inodes:
+            return True
+    return False
+
+
 @dataclass
 class Service:
     """A generated service running as its own process: `<slug> serve`."""
@@ -246,10 +270,13 @@ class Service:
                     f"service exited with {self.process.returncode}:\n{self.output}"
                 )
             try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    return
+                answered = httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
+                answered = False
+            # Between free_port() and the bind another process may take the port: the answer
+            # counts only once this process's own socket listens on it.
+            if answered and listens_on(self.process.pid, self.port):
+                return
             time.sleep(0.1)
         raise AssertionError(f"service did not answer within {timeout}s:\n{self.output}")
 

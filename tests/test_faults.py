@@ -68,17 +68,26 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
-def fault_env(project: Project, database_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The variant's database, unlimited quotas, and a private Redis for the Redis limiter."""
-    env = {**database_env, **UNLIMITED}
-    if project["rate_limiter"] != "redis":
+def fault_env(
+    project: Project, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    """A migrated database of the test's own (its thousands of items stay out of the variant's
+    shared one), unlimited quotas, and a private Redis for the Redis limiter."""
+    with ExitStack() as stack:
+        if project["database"] == "sqlite":
+            url = f"sqlite:///{tmp_path / 'faults.db'}"
+        else:
+            admin = request.getfixturevalue("postgres_admin")
+            url = stack.enter_context(fresh_database(admin, f"{project.variant.id}-faults"))
+        env = {"DATABASE_URL": url, **UNLIMITED}
+        migrate(project, env)
+        if project["rate_limiter"] == "redis":
+            try:
+                redis = stack.enter_context(private_redis())
+            except Unavailable as error:
+                unavailable(f"Redis: {error}")
+            env["REDIS_URL"] = redis.url
         yield env
-        return
-    try:
-        with private_redis() as redis:
-            yield {**env, "REDIS_URL": redis.url}
-    except Unavailable as error:
-        unavailable(f"Redis: {error}")
 
 
 def stored_ids(env: dict[str, str]) -> set[int]:
